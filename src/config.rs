@@ -1,0 +1,300 @@
+//! Command line and environment configuration: every setting is a flag and a
+//! `LATCHKEY_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use url::Url;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Passkey sign-in and offline licenses for PWAs"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default when no command is given).
+    Serve(Box<ServeArgs>),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users, roles and entitlements.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Manage the license signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Work with licenses.
+    #[command(subcommand)]
+    License(LicenseCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Grant an entitlement to a user (USER is a username or a user id).
+    Grant {
+        user: String,
+        entitlement: String,
+        /// Expiry: an RFC 3339 time or a date (YYYY-MM-DD, end of that day UTC).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Remove an entitlement from a user and revoke the licenses that carry it.
+    RevokeEntitlement { user: String, entitlement: String },
+    /// Make a user an admin.
+    Promote { user: String },
+    /// Make an admin a plain user.
+    Demote { user: String },
+    /// Revoke one license by its `jti`.
+    RevokeLicense { jti: String },
+    /// Revoke one passkey by its credential id (base64url).
+    RevokePasskey { credential_id: String },
+    /// Disable a user: sessions end, licenses are revoked, sign-in is refused.
+    Disable { user: String },
+    /// Re-enable a disabled user.
+    Enable { user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys with their state.
+    List,
+    /// Create a new signing key and sign new licenses with it.
+    Rotate,
+    /// Stop publishing a key (licenses signed with it stop verifying).
+    Retire { kid: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenseCommand {
+    /// Verify a license against a JWK set (a file path or an http(s) URL).
+    Verify {
+        token: String,
+        #[arg(long)]
+        jwks: String,
+        /// Expected issuer (default: the configured origin).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Expected audience (default: the configured license audience).
+        #[arg(long)]
+        audience: Option<String>,
+    },
+}
+
+/// Settings shared by every command (where the data lives, what the service is called).
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Public origin of the service, e.g. https://app.example.com.
+    #[arg(
+        long,
+        env = "LATCHKEY_ORIGIN",
+        default_value = "http://localhost:8080",
+        global = true
+    )]
+    pub origin: Url,
+    /// WebAuthn relying party id: the origin's host or a registrable suffix of it.
+    /// Changing it later orphans every registered passkey.
+    #[arg(
+        long,
+        env = "LATCHKEY_RP_ID",
+        default_value = "localhost",
+        global = true
+    )]
+    pub rp_id: String,
+    /// Relying party name shown by authenticators.
+    #[arg(
+        long,
+        env = "LATCHKEY_RP_NAME",
+        default_value = "Latchkey",
+        global = true
+    )]
+    pub rp_name: String,
+    /// `sqlite:PATH` or `postgres://…`; default: a SQLite file in the data directory.
+    #[arg(long, env = "LATCHKEY_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Where the default database and key file live.
+    #[arg(
+        long,
+        env = "LATCHKEY_DATA_DIR",
+        default_value = "./latchkey-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// Key-encryption key for the signing keys (32 bytes, base64url). Overrides the key file.
+    #[arg(long, env = "LATCHKEY_KEK", hide_env_values = true, global = true)]
+    pub kek: Option<Secret>,
+    /// File holding the key-encryption key; default `<data dir>/kek`, created on first start.
+    #[arg(long, env = "LATCHKEY_KEK_FILE", global = true)]
+    pub kek_file: Option<PathBuf>,
+    /// Audience (`aud`) of licenses: the app's origin. Default: the service origin.
+    #[arg(long, env = "LATCHKEY_LICENSE_AUDIENCE", global = true)]
+    pub license_audience: Option<String>,
+    /// Offline lifetime of a license.
+    #[arg(long, env = "LATCHKEY_LICENSE_TTL", default_value = "30d", value_parser = parse_duration, global = true)]
+    pub license_ttl: Duration,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "LATCHKEY_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// Log format: `text` or `json`.
+    #[arg(
+        long,
+        env = "LATCHKEY_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings of `latchkey serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Idle lifetime of a signed-in session.
+    #[arg(long, env = "LATCHKEY_SESSION_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub session_ttl: Duration,
+    /// How long a started ceremony may take before it must be started again.
+    #[arg(long, env = "LATCHKEY_CEREMONY_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub ceremony_ttl: Duration,
+    /// Directory of static files (the PWA); default: the `static` folder shipped with the binary.
+    #[arg(long, env = "LATCHKEY_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// How often each instance re-reads shared state (signing keys, revocations) changed by others.
+    #[arg(long, env = "LATCHKEY_CACHE_REFRESH", default_value = "5s", value_parser = parse_duration)]
+    pub cache_refresh: Duration,
+    /// `ttl` of the status list: how long clients may cache it.
+    #[arg(long, env = "LATCHKEY_STATUS_LIST_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub status_list_ttl: Duration,
+    /// Validity (`exp - iat`) of a status list token.
+    #[arg(long, env = "LATCHKEY_STATUS_LIST_VALIDITY", default_value = "7d", value_parser = parse_duration)]
+    pub status_list_validity: Duration,
+    /// Require a server-issued DPoP nonce in proofs (RFC 9449 §8).
+    #[arg(long, env = "LATCHKEY_DPOP_NONCE", default_value_t = false)]
+    pub dpop_nonce: bool,
+    /// Accepted age of a DPoP proof's `iat` (either direction).
+    #[arg(long, env = "LATCHKEY_DPOP_WINDOW", default_value = "60s", value_parser = parse_duration)]
+    pub dpop_window: Duration,
+    /// Destructive admin actions need a passkey sign-in this recent (0: every time).
+    #[arg(long, env = "LATCHKEY_ADMIN_REAUTH_MINUTES", default_value_t = 10)]
+    pub admin_reauth_minutes: u64,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "LATCHKEY_BODY_LIMIT", default_value_t = 64 * 1024)]
+    pub body_limit: usize,
+    /// Largest number of database connections.
+    #[arg(long, env = "LATCHKEY_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+impl ServeArgs {
+    /// The serve settings from the environment alone (when no command is given).
+    pub fn parse_from_env() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        // Every field has a default, so only a malformed LATCHKEY_* variable can fail here.
+        Only::parse_from(["latchkey"]).serve
+    }
+}
+
+/// A string that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 10m, 7d)"))
+}
+
+impl Common {
+    /// The database URL, defaulting to a SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("latchkey.db").display()),
+        }
+    }
+
+    /// The public origin as an ASCII string without a trailing slash.
+    pub fn origin_str(&self) -> String {
+        self.origin.origin().ascii_serialization()
+    }
+
+    pub fn audience(&self) -> String {
+        self.license_audience
+            .clone()
+            .unwrap_or_else(|| self.origin_str())
+    }
+
+    /// Checks that the settings make sense together, in one line per problem.
+    pub fn validate(&self) -> Result<(), String> {
+        if !matches!(self.origin.scheme(), "http" | "https") {
+            return Err(format!(
+                "LATCHKEY_ORIGIN must be an http(s) origin, got {}",
+                self.origin
+            ));
+        }
+        if self.origin.path() != "/"
+            || self.origin.query().is_some()
+            || self.origin.fragment().is_some()
+        {
+            return Err(format!(
+                "LATCHKEY_ORIGIN must be a bare origin such as https://app.example.com, got {}",
+                self.origin
+            ));
+        }
+        let host = self.origin.host_str().unwrap_or_default();
+        let rp = self.rp_id.as_str();
+        let suffix_ok = host == rp || host.ends_with(&format!(".{rp}"));
+        if !suffix_ok || rp.is_empty() {
+            return Err(format!(
+                "LATCHKEY_RP_ID ({rp}) must equal the host of LATCHKEY_ORIGIN ({host}) or be a parent domain of it"
+            ));
+        }
+        if self.origin.scheme() == "http" && host != "localhost" && !host.ends_with(".localhost") {
+            return Err(format!(
+                "LATCHKEY_ORIGIN uses http:// on {host}; passkeys need https:// except on localhost"
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.origin.scheme() == "https"
+    }
+}

@@ -1,0 +1,231 @@
+//! One error type for the HTTP surface, rendered as RFC 9457 problem details.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Result alias used by handlers and the store.
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+/// Everything a request can fail with. Each variant has one HTTP meaning; the
+/// `&'static str` is the stable problem slug (`urn:latchkey:problem:<slug>`), the
+/// `String` is a human-readable detail that never contains secrets or internals.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{1}")]
+    BadRequest(&'static str, String),
+    #[error("{1}")]
+    Unauthorized(&'static str, String),
+    /// A DPoP proof was refused: 401 with `WWW-Authenticate: DPoP` at a
+    /// protected resource (RFC 9449 §7.1), 400 where it asks for a license (§5).
+    #[error("{detail}")]
+    Dpop {
+        resource: bool,
+        slug: &'static str,
+        error: &'static str,
+        detail: String,
+        nonce: Option<String>,
+    },
+    /// Sign-in offered a credential the server does not know (or that was
+    /// revoked); the id lets the client call `signalUnknownCredential`.
+    #[error("this passkey is not registered here or has been revoked")]
+    UnknownCredential { credential_id: String },
+    #[error("{1}")]
+    Forbidden(&'static str, String),
+    #[error("{1}")]
+    NotFound(&'static str, String),
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("{1}")]
+    UnsupportedMediaType(&'static str, String),
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure: logged in full, reported as a bare 500.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credential_id: Option<&'a str>,
+}
+
+impl AppError {
+    pub fn bad_request(slug: &'static str, detail: impl Into<String>) -> Self {
+        Self::BadRequest(slug, detail.into())
+    }
+    pub fn unauthorized(slug: &'static str, detail: impl Into<String>) -> Self {
+        Self::Unauthorized(slug, detail.into())
+    }
+    pub fn not_found(slug: &'static str, detail: impl Into<String>) -> Self {
+        Self::NotFound(slug, detail.into())
+    }
+    pub fn conflict(slug: &'static str, detail: impl Into<String>) -> Self {
+        Self::Conflict(slug, detail.into())
+    }
+    pub fn forbidden(slug: &'static str, detail: impl Into<String>) -> Self {
+        Self::Forbidden(slug, detail.into())
+    }
+    pub fn not_signed_in() -> Self {
+        Self::unauthorized("not-signed-in", "sign in with a passkey first")
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(..) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(..) | Self::UnknownCredential { .. } => StatusCode::UNAUTHORIZED,
+            Self::Dpop { resource: true, .. } => StatusCode::UNAUTHORIZED,
+            Self::Dpop {
+                resource: false, ..
+            } => StatusCode::BAD_REQUEST,
+            Self::Forbidden(..) => StatusCode::FORBIDDEN,
+            Self::NotFound(..) => StatusCode::NOT_FOUND,
+            Self::Conflict(..) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(..) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable problem slug of this error.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            Self::BadRequest(s, _)
+            | Self::Unauthorized(s, _)
+            | Self::Forbidden(s, _)
+            | Self::NotFound(s, _)
+            | Self::Conflict(s, _)
+            | Self::UnsupportedMediaType(s, _) => s,
+            Self::Dpop { slug, .. } => slug,
+            Self::UnknownCredential { .. } => "unknown-credential",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::TooManyRequests { .. } => "rate-limited",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+/// The problem `type` URI for a slug.
+pub fn problem_type(slug: &str) -> String {
+    format!("urn:latchkey:problem:{slug}")
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            Self::Internal(err) => {
+                tracing::error!(error = format!("{err:#}"), "internal error");
+                "the server could not complete the request".to_owned()
+            }
+            Self::Unavailable(why) => {
+                tracing::warn!(reason = %why, "dependency unavailable");
+                "the service is temporarily unavailable; try again shortly".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let credential_id = match &self {
+            Self::UnknownCredential { credential_id } => Some(credential_id.as_str()),
+            _ => None,
+        };
+        let body = Problem {
+            kind: problem_type(self.slug()),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+            credential_id,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match &self {
+            Self::TooManyRequests { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Self::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::Dpop {
+                resource,
+                error,
+                detail,
+                nonce,
+                ..
+            } => {
+                let challenge = format!(
+                    "DPoP error=\"{error}\", error_description=\"{}\", algs=\"EdDSA ES256\"",
+                    detail.replace(['"', '\\'], "'")
+                );
+                if *resource {
+                    if let Ok(value) = HeaderValue::from_str(&challenge) {
+                        headers.insert(header::WWW_AUTHENTICATE, value);
+                    }
+                }
+                if let Some(nonce) = nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
+                    headers.insert("dpop-nonce", nonce);
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> Self {
+        if is_unavailable(&err) {
+            Self::Unavailable(err.to_string())
+        } else {
+            Self::Internal(anyhow::Error::new(err).context("database"))
+        }
+    }
+}
+
+/// Whether a database error means "the database cannot be reached right now"
+/// (a 503 the client may retry) rather than a bug.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => {
+            // SQLite: SQLITE_BUSY (5), SQLITE_READONLY (8), SQLITE_IOERR (10), SQLITE_FULL (13),
+            // SQLITE_CANTOPEN (14). PostgreSQL: class 08 (connection), 57P0x (shutdown), 53 (resources).
+            let code = db.code().unwrap_or_default();
+            let code = code.as_ref();
+            let sqlite_base = code.parse::<i32>().map(|c| c & 0xff).ok();
+            matches!(sqlite_base, Some(5 | 6 | 8 | 10 | 13 | 14))
+                || code.starts_with("08")
+                || code.starts_with("57P")
+                || code.starts_with("53")
+                || db.message().contains("readonly")
+        }
+        _ => false,
+    }
+}
+
+impl From<tower_sessions::session::Error> for AppError {
+    fn from(err: tower_sessions::session::Error) -> Self {
+        match err {
+            tower_sessions::session::Error::Store(store) => {
+                Self::Unavailable(format!("session store: {store}"))
+            }
+            other => Self::Internal(anyhow::Error::new(other).context("session")),
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Ed25519 signing keys: generated on first start, stored sealed under the
+//! key-encryption key (KEK), rotated with overlap, published as a JWK set.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::jose::{b64, unb64, PublicJwk};
+use crate::store::keys::KeyRow;
+use crate::store::{now, Store};
+
+/// The key-encryption key. Never logged, never sent anywhere.
+#[derive(Clone)]
+pub struct Kek(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for Kek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kek(redacted)")
+    }
+}
+
+impl Kek {
+    /// From `LATCHKEY_KEK` (base64url of 32 bytes) or the key file, which is
+    /// created with mode 0600 when it does not exist and no KEK was given.
+    pub fn load(explicit: Option<&str>, file: &Path) -> anyhow::Result<Self> {
+        if let Some(text) = explicit {
+            return Self::decode(text)
+                .context("LATCHKEY_KEK must be 32 random bytes in base64url (43 characters)");
+        }
+        match std::fs::read_to_string(file) {
+            Ok(text) => Self::decode(text.trim()).with_context(|| {
+                format!("the key file {} does not hold a valid KEK", file.display())
+            }),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = Zeroizing::new([0u8; 32]);
+                OsRng.fill_bytes(bytes.as_mut());
+                write_private_file(file, &b64(bytes.as_ref()))
+                    .with_context(|| format!("cannot create the key file {}", file.display()))?;
+                tracing::warn!(path = %file.display(), "created a new key-encryption key file (mode 0600); back it up: without it the signing keys cannot be used");
+                Ok(Self(bytes))
+            }
+            Err(err) => {
+                Err(err).with_context(|| format!("cannot read the key file {}", file.display()))
+            }
+        }
+    }
+
+    fn decode(text: &str) -> anyhow::Result<Self> {
+        let bytes = Zeroizing::new(unb64(text).context("not base64url")?);
+        let array: [u8; 32] = bytes.as_slice().try_into().context("not 32 bytes")?;
+        Ok(Self(Zeroizing::new(array)))
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(self.0.as_ref().into())
+    }
+
+    /// Seals a private key; the key id is bound in as associated data so a sealed
+    /// key cannot be swapped onto another row.
+    pub fn seal(&self, kid: &str, secret: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut nonce = [0u8; 24];
+        OsRng.fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher()
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: secret,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .map_err(|_| anyhow::anyhow!("sealing failed"))?;
+        Ok([nonce.as_slice(), &sealed].concat())
+    }
+
+    pub fn open(&self, kid: &str, sealed: &[u8]) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+        if sealed.len() < 24 {
+            bail!("sealed key too short");
+        }
+        let (nonce, body) = sealed.split_at(24);
+        self.cipher()
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| {
+                anyhow::anyhow!("cannot decrypt signing key {kid}: the key-encryption key is wrong")
+            })
+    }
+
+    /// A key for a purpose, derived from the KEK (so every instance agrees on it).
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"latchkey derive v1\0");
+        h.update(purpose.as_bytes());
+        h.update([0]);
+        h.update(self.0.as_ref());
+        h.finalize().into()
+    }
+}
+
+#[cfg(unix)]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// The Ed25519 public key as a JWK and its RFC 7638 thumbprint.
+pub fn public_jwk(key: &VerifyingKey) -> PublicJwk {
+    PublicJwk::Okp {
+        crv: "Ed25519".into(),
+        x: b64(key.as_bytes()),
+    }
+}
+
+/// A usable signing key.
+pub struct ActiveKey {
+    pub kid: String,
+    pub key: SigningKey,
+}
+
+/// The keys in force: the one that signs, and the published JWK set (pre-built bytes).
+pub struct Keyring {
+    pub active: ActiveKey,
+    /// Public keys that verify, by kid (the active one and those whose licenses have not all expired).
+    pub published: Vec<(String, VerifyingKey)>,
+    pub jwks: axum::body::Bytes,
+    /// Verifies licenses against the published keys.
+    pub verifier: super::Verifier,
+    pub version: (i64, i64, i64),
+}
+
+impl Keyring {
+    /// Loads the keys, generating the first one on a fresh database. Refuses to
+    /// go on when any key in force cannot be decrypted: making new keys then
+    /// would orphan every license in the field.
+    pub async fn load(
+        store: &Store,
+        kek: &Kek,
+        issuer: &str,
+        audience: &str,
+    ) -> anyhow::Result<Self> {
+        let mut rows = store.signing_keys().await?;
+        if rows.is_empty() {
+            generate(store, kek).await?;
+            rows = store.signing_keys().await?;
+        }
+        let version = store.signing_keys_version().await?;
+        let verifier = super::Verifier {
+            jwks: super::JwkSet::default(),
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+        };
+        Self::from_rows(&rows, kek, now(), version, verifier)
+    }
+
+    fn from_rows(
+        rows: &[KeyRow],
+        kek: &Kek,
+        now: i64,
+        version: (i64, i64, i64),
+        mut verifier: super::Verifier,
+    ) -> anyhow::Result<Self> {
+        let mut active = None;
+        let mut published = Vec::new();
+        for row in rows.iter().filter(|r| r.retired_at.is_none()) {
+            let public: [u8; 32] = row
+                .public_key
+                .as_slice()
+                .try_into()
+                .context("stored public key is not 32 bytes")?;
+            let verifying =
+                VerifyingKey::from_bytes(&public).context("stored public key is invalid")?;
+            if active.is_none() {
+                let secret = kek.open(&row.kid, &row.sealed_private).context(
+                    "the signing keys cannot be decrypted: set LATCHKEY_KEK (or LATCHKEY_KEK_FILE) to the key that encrypted them",
+                )?;
+                let bytes: [u8; 32] = secret
+                    .as_slice()
+                    .try_into()
+                    .context("stored private key is not 32 bytes")?;
+                let key = SigningKey::from_bytes(&bytes);
+                if key.verifying_key() != verifying {
+                    bail!("signing key {} does not match its public key", row.kid);
+                }
+                active = Some(ActiveKey {
+                    kid: row.kid.clone(),
+                    key,
+                });
+                published.push((row.kid.clone(), verifying));
+            } else if row.signed_until > now {
+                published.push((row.kid.clone(), verifying));
+            }
+        }
+        let Some(active) = active else {
+            bail!("every signing key is retired: run `latchkey keys rotate` to make a new one");
+        };
+        let keys: Vec<_> = published
+            .iter()
+            .map(|(kid, key)| {
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(key.as_bytes()), "kid": kid, "alg": "EdDSA", "use": "sig"})
+            })
+            .collect();
+        let jwks = serde_json::to_vec(&json!({ "keys": keys }))?.into();
+        for (kid, key) in &published {
+            verifier.jwks.insert(kid.clone(), *key);
+        }
+        Ok(Self {
+            active,
+            published,
+            jwks,
+            verifier,
+            version,
+        })
+    }
+}
+
+/// Makes a new signing key, which signs from now on.
+pub async fn generate(store: &Store, kek: &Kek) -> anyhow::Result<String> {
+    let key = SigningKey::generate(&mut OsRng);
+    let kid = public_jwk(&key.verifying_key()).thumbprint();
+    let sealed = kek.seal(&kid, key.as_bytes())?;
+    store
+        .insert_signing_key(&kid, key.verifying_key().as_bytes(), &sealed, now())
+        .await?;
+    Ok(kid)
+}
+
+/// Shared, swappable keyring.
+pub type SharedKeyring = Arc<arc_swap_lite::Swap<Keyring>>;
+
+/// A tiny read-mostly cell: readers clone an `Arc`, a writer replaces it.
+pub mod arc_swap_lite {
+    use std::sync::{Arc, RwLock};
+
+    pub struct Swap<T>(RwLock<Arc<T>>);
+
+    impl<T> Swap<T> {
+        pub fn new(value: T) -> Self {
+            Self(RwLock::new(Arc::new(value)))
+        }
+        pub fn load(&self) -> Arc<T> {
+            match self.0.read() {
+                Ok(guard) => guard.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            }
+        }
+        pub fn store(&self, value: T) {
+            match self.0.write() {
+                Ok(mut guard) => *guard = Arc::new(value),
+                Err(poisoned) => *poisoned.into_inner() = Arc::new(value),
+            }
+        }
+    }
+}

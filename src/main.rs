@@ -1,0 +1,107 @@
+//! The `latchkey` command: serve, migrate, and administer.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use latchkey::config::{Cli, Command, LogFormat, ServeArgs};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.common.log, cli.common.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("latchkey: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("latchkey: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let common = cli.common;
+    match cli.command {
+        None => serve(&common, &ServeArgs::parse_from_env()).await,
+        Some(Command::Serve(args)) => serve(&common, &args).await,
+        Some(Command::Migrate) => {
+            common.validate().map_err(anyhow::Error::msg)?;
+            let store = latchkey::app::open_store(&common, 2).await?;
+            store.migrate().await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Admin(cmd)) => latchkey::admin::cli::admin(&common, cmd).await,
+        Some(Command::Keys(cmd)) => latchkey::admin::cli::keys(&common, cmd).await,
+        Some(Command::License(cmd)) => latchkey::admin::cli::license(&common, cmd).await,
+    }
+}
+
+async fn serve(common: &latchkey::config::Common, args: &ServeArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let state = latchkey::app::AppState::build(common, args).await?;
+    let static_dir = args
+        .static_dir
+        .clone()
+        .unwrap_or_else(latchkey::app::default_static_dir);
+    let router = latchkey::app::build_router(state.clone(), static_dir, args.body_limit);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (LATCHKEY_LISTEN): {e}", args.listen))?;
+    let upkeep = latchkey::app::spawn_upkeep(state.clone(), args.cache_refresh);
+    tracing::info!(
+        listen = %args.listen,
+        origin = %state.settings.origin,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "latchkey is ready"
+    );
+    latchkey::app::serve(listener, router, shutdown_signal()).await?;
+    upkeep.abort();
+    state.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn init_tracing(filter: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

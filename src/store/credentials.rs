@@ -1,0 +1,178 @@
+//! Passkeys (WebAuthn credentials) and the users they belong to.
+
+use super::{dispatch, is_unique_violation, transaction, Store};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Credential {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub passkey: String,
+    pub public_jwk: String,
+    pub counter: i64,
+    pub aaguid: String,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A credential ready to be stored.
+pub struct NewCredential<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub passkey: &'a str,
+    pub public_jwk: &'a str,
+    pub counter: i64,
+    pub aaguid: &'a str,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+}
+
+/// A user created together with their first passkey.
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub username: &'a str,
+    pub display_name: &'a str,
+}
+
+/// Why a registration could not be stored.
+#[derive(Debug)]
+pub enum RegisterError {
+    UsernameTaken,
+    CredentialExists,
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for RegisterError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Db(err)
+    }
+}
+
+const COLUMNS: &str = "id, user_id, name, passkey, public_jwk, counter, aaguid, backup_eligible, \
+                       backup_state, created_at, last_used_at, revoked_at";
+
+/// How a sign-in's counter compared with the stored one.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UseOutcome {
+    Recorded,
+    /// A non-zero counter that did not increase: a possible cloned authenticator.
+    CounterRegressed,
+    /// Revoked, removed or its user disabled since the ceremony started.
+    Gone,
+}
+
+impl Store {
+    /// Stores a passkey, creating its user first when `new_user` is given, in one
+    /// transaction: either both rows exist afterwards or neither does.
+    pub async fn register_credential(
+        &self,
+        user_id: &str,
+        new_user: Option<NewUser<'_>>,
+        cred: NewCredential<'_>,
+        now: i64,
+    ) -> Result<(), RegisterError> {
+        let user_sql =
+            "INSERT INTO users (id, username, username_key, display_name, role, created_at) \
+                        VALUES ($1, $2, $3, $4, 'user', $5) ON CONFLICT (username_key) DO NOTHING";
+        let cred_sql = format!(
+            "INSERT INTO credentials ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL) \
+             ON CONFLICT (id) DO NOTHING"
+        );
+        transaction!(self, tx => {
+            if let Some(user) = &new_user {
+                let inserted = sqlx::query(user_sql)
+                    .bind(user.id)
+                    .bind(user.username)
+                    .bind(super::users::username_key(user.username))
+                    .bind(user.display_name)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if inserted == 0 {
+                    return Err(RegisterError::UsernameTaken);
+                }
+            }
+            let inserted = sqlx::query(&cred_sql)
+                .bind(cred.id)
+                .bind(user_id)
+                .bind(cred.name)
+                .bind(cred.passkey)
+                .bind(cred.public_jwk)
+                .bind(cred.counter)
+                .bind(cred.aaguid)
+                .bind(cred.backup_eligible)
+                .bind(cred.backup_state)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| if is_unique_violation(&e) { RegisterError::CredentialExists } else { e.into() })?
+                .rows_affected();
+            if inserted == 0 {
+                return Err(RegisterError::CredentialExists);
+            }
+        });
+        Ok(())
+    }
+
+    pub async fn credential(&self, id: &str) -> Result<Option<Credential>, sqlx::Error> {
+        let sql = format!("SELECT {COLUMNS} FROM credentials WHERE id = $1");
+        dispatch!(self.reader(), p => sqlx::query_as::<_, Credential>(&sql).bind(id).fetch_optional(p).await)
+    }
+
+    /// A user's passkeys that still work, oldest first.
+    pub async fn active_credentials(&self, user_id: &str) -> Result<Vec<Credential>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM credentials WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id"
+        );
+        dispatch!(self.reader(), p => sqlx::query_as::<_, Credential>(&sql).bind(user_id).fetch_all(p).await)
+    }
+
+    /// Records a successful assertion. The counter only moves forward: a non-zero
+    /// counter that is not above the stored one changes nothing (also when two
+    /// sign-ins race), and a credential revoked meanwhile is not touched.
+    pub async fn record_credential_use(
+        &self,
+        id: &str,
+        counter: u32,
+        passkey: &str,
+        backup_state: bool,
+        now: i64,
+    ) -> Result<UseOutcome, sqlx::Error> {
+        let sql = "UPDATE credentials SET counter = $2, passkey = $3, backup_state = $4, last_used_at = $5 \
+                   WHERE id = $1 AND revoked_at IS NULL \
+                   AND ($2 > counter OR ($2 = 0 AND counter = 0)) \
+                   AND EXISTS (SELECT 1 FROM users u WHERE u.id = credentials.user_id AND u.disabled_at IS NULL)";
+        let counter = i64::from(counter);
+        let updated = dispatch!(self.writer(), p => sqlx::query(sql)
+            .bind(id).bind(counter).bind(passkey).bind(backup_state).bind(now)
+            .execute(p).await?.rows_affected());
+        if updated == 1 {
+            return Ok(UseOutcome::Recorded);
+        }
+        Ok(match self.credential(id).await? {
+            Some(c) if c.revoked_at.is_none() && counter != 0 && counter <= c.counter => {
+                UseOutcome::CounterRegressed
+            }
+            Some(c) if c.revoked_at.is_none() && counter == 0 && c.counter > 0 => {
+                UseOutcome::CounterRegressed
+            }
+            _ => UseOutcome::Gone,
+        })
+    }
+
+    pub async fn rename_credential(
+        &self,
+        user_id: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = "UPDATE credentials SET name = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
+        let n = dispatch!(self.writer(), p => sqlx::query(sql).bind(id).bind(user_id).bind(name)
+            .execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+}

@@ -1,0 +1,298 @@
+//! Issued licenses, their status-list slots, DPoP proof replay, and the
+//! revocation cascades that touch them.
+
+use super::{dispatch, transaction, Store};
+
+/// Entries per status list; a new list starts when one is full.
+pub const LIST_CAPACITY: i64 = 1 << 20;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LicenseRow {
+    pub jti: String,
+    pub user_id: String,
+    pub kid: String,
+    pub device_jkt: String,
+    pub login_id: Option<String>,
+    pub credential_id: Option<String>,
+    pub list_id: i64,
+    pub idx: i64,
+    pub entitlements: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+}
+
+/// What the mint transaction needs to know about the license being issued.
+pub struct NewLicense<'a> {
+    pub jti: &'a str,
+    pub user_id: &'a str,
+    pub kid: &'a str,
+    pub device_jkt: &'a str,
+    pub login_id: &'a str,
+    pub credential_id: &'a str,
+    pub entitlements: &'a str,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug)]
+pub enum MintError {
+    /// The DPoP proof was seen before.
+    Replay,
+    /// The session, passkey or user was ended, revoked or disabled meanwhile.
+    Revoked,
+    Sign(anyhow::Error),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for MintError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Db(err)
+    }
+}
+
+const COLUMNS: &str =
+    "jti, user_id, kid, device_jkt, login_id, credential_id, list_id, idx, entitlements, \
+                       issued_at, expires_at, revoked_at, revoked_reason";
+
+impl Store {
+    /// Records a DPoP proof id; false when it was already used (a replay).
+    pub async fn use_dpop_proof(
+        &self,
+        proof_id: &str,
+        expires_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let sql =
+            "INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
+        let n = dispatch!(self.writer(), p => sqlx::query(sql).bind(proof_id).bind(expires_at)
+            .execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// In one transaction: spends the DPoP proof id, re-checks that the sign-in
+    /// behind the request still stands, allocates a status-list slot, lets
+    /// `sign` produce the token for that slot, and records the license. Nothing
+    /// is written unless all of it succeeds.
+    pub async fn mint_license<F>(
+        &self,
+        proof_id: &str,
+        proof_expires_at: i64,
+        license: NewLicense<'_>,
+        audit: &super::audit::AuditEvent<'_>,
+        sign: F,
+    ) -> Result<String, MintError>
+    where
+        F: FnOnce(i64, i64) -> anyhow::Result<String>,
+    {
+        let lock = if self.is_sqlite() { "" } else { " FOR SHARE" };
+        let still_valid = format!(
+            "SELECT COUNT(*) FROM sessions s JOIN credentials c ON c.id = s.credential_id \
+             JOIN users u ON u.id = s.user_id \
+             WHERE s.login_id = $1 AND s.user_id = $2 AND c.revoked_at IS NULL AND u.disabled_at IS NULL{lock}"
+        );
+        let allocate = "UPDATE status_lists SET next_idx = next_idx + 1 \
+                        WHERE id = (SELECT MAX(id) FROM status_lists) AND next_idx < capacity \
+                        RETURNING id, next_idx - 1";
+        let new_list = "INSERT INTO status_lists (id, next_idx, capacity, created_at) \
+                        VALUES (COALESCE((SELECT MAX(id) FROM status_lists), 0) + 1, 1, $1, $2) RETURNING id, 0";
+        let insert = format!(
+            "INSERT INTO licenses ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)"
+        );
+        let token = transaction!(self, tx => {
+            let fresh = sqlx::query("INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                .bind(proof_id).bind(proof_expires_at).execute(&mut *tx).await?.rows_affected();
+            if fresh == 0 {
+                return Err(MintError::Replay);
+            }
+            let valid: i64 = sqlx::query_scalar(&still_valid)
+                .bind(license.login_id).bind(license.user_id).fetch_one(&mut *tx).await?;
+            if valid == 0 {
+                return Err(MintError::Revoked);
+            }
+            let slot: Option<(i64, i64)> = sqlx::query_as(allocate).fetch_optional(&mut *tx).await?;
+            let (list_id, idx) = match slot {
+                Some(slot) => slot,
+                None => sqlx::query_as(new_list).bind(LIST_CAPACITY).bind(license.issued_at)
+                    .fetch_one(&mut *tx).await?,
+            };
+            let token = sign(list_id, idx).map_err(MintError::Sign)?;
+            sqlx::query(&insert)
+                .bind(license.jti).bind(license.user_id).bind(license.kid).bind(license.device_jkt)
+                .bind(license.login_id).bind(license.credential_id).bind(list_id).bind(idx)
+                .bind(license.entitlements).bind(license.issued_at).bind(license.expires_at)
+                .execute(&mut *tx).await?;
+            super::audit::insert_event!(audit, license.issued_at).execute(&mut *tx).await?;
+            token
+        });
+        Ok(token)
+    }
+
+    pub async fn license(&self, jti: &str) -> Result<Option<LicenseRow>, sqlx::Error> {
+        let sql = format!("SELECT {COLUMNS} FROM licenses WHERE jti = $1");
+        dispatch!(self.reader(), p => sqlx::query_as::<_, LicenseRow>(&sql).bind(jti).fetch_optional(p).await)
+    }
+
+    /// Whether a license may be honoured online right now: not revoked, its
+    /// user not disabled.
+    pub async fn license_in_force(&self, jti: &str) -> Result<bool, sqlx::Error> {
+        let sql = "SELECT COUNT(*) FROM licenses l JOIN users u ON u.id = l.user_id \
+                   WHERE l.jti = $1 AND l.revoked_at IS NULL AND u.disabled_at IS NULL";
+        let n: i64 =
+            dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(jti).fetch_one(p).await?);
+        Ok(n == 1)
+    }
+
+    pub async fn user_licenses(&self, user_id: &str) -> Result<Vec<LicenseRow>, sqlx::Error> {
+        let sql = format!("SELECT {COLUMNS} FROM licenses WHERE user_id = $1 ORDER BY issued_at DESC, jti LIMIT 200");
+        dispatch!(self.reader(), p => sqlx::query_as::<_, LicenseRow>(&sql).bind(user_id).fetch_all(p).await)
+    }
+
+    /// The revoked indexes of one status list, and its size so far.
+    pub async fn status_list_bits(
+        &self,
+        list_id: i64,
+    ) -> Result<Option<(i64, Vec<i64>)>, sqlx::Error> {
+        let size: Option<i64> = dispatch!(self.reader(), p => sqlx::query_scalar("SELECT capacity FROM status_lists WHERE id = $1")
+            .bind(list_id).fetch_optional(p).await?);
+        let Some(size) = size else { return Ok(None) };
+        let sql = "SELECT idx FROM licenses WHERE list_id = $1 AND revoked_at IS NOT NULL";
+        let revoked: Vec<i64> = dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(list_id).fetch_all(p).await?);
+        Ok(Some((size, revoked)))
+    }
+
+    /// `(id, version)` of every status list, to notice revocations made elsewhere.
+    pub async fn status_list_versions(&self) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        dispatch!(self.reader(), p => sqlx::query_as("SELECT id, version FROM status_lists ORDER BY id").fetch_all(p).await)
+    }
+}
+
+/// Revocation cascades. Each runs in one transaction and bumps the version of
+/// the status lists so that every instance rebuilds them.
+impl Store {
+    /// Revokes one license and ends the sign-in it was minted under.
+    pub async fn revoke_license(
+        &self,
+        jti: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<LicenseRow>, sqlx::Error> {
+        let found = transaction!(self, tx => {
+            let row: Option<LicenseRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM licenses WHERE jti = $1"))
+                .bind(jti).fetch_optional(&mut *tx).await?;
+            if let Some(row) = &row {
+                sqlx::query("UPDATE licenses SET revoked_at = $2, revoked_reason = $3 WHERE jti = $1 AND revoked_at IS NULL")
+                    .bind(jti).bind(now).bind(reason).execute(&mut *tx).await?;
+                if let Some(login) = &row.login_id {
+                    sqlx::query("DELETE FROM sessions WHERE login_id = $1").bind(login).execute(&mut *tx).await?;
+                }
+                sqlx::query("UPDATE status_lists SET version = version + 1 WHERE id = $1")
+                    .bind(row.list_id).execute(&mut *tx).await?;
+            }
+            row
+        });
+        Ok(found)
+    }
+
+    /// Revokes a passkey: it can no longer sign in, the sessions it opened end
+    /// and the licenses minted under them are revoked. Returns the owner.
+    pub async fn revoke_credential(
+        &self,
+        id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let owner = transaction!(self, tx => {
+            let owner: Option<String> = sqlx::query_scalar(
+                "UPDATE credentials SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL RETURNING user_id")
+                .bind(id).bind(now).bind(reason).fetch_optional(&mut *tx).await?;
+            if owner.is_some() {
+                sqlx::query("DELETE FROM sessions WHERE credential_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("UPDATE licenses SET revoked_at = $2, revoked_reason = $3 WHERE credential_id = $1 AND revoked_at IS NULL")
+                    .bind(id).bind(now).bind(reason).execute(&mut *tx).await?;
+                sqlx::query("UPDATE status_lists SET version = version + 1").execute(&mut *tx).await?;
+            }
+            owner
+        });
+        Ok(owner)
+    }
+
+    /// Removes an entitlement and revokes the user's licenses that carry it.
+    pub async fn remove_entitlement(
+        &self,
+        user_id: &str,
+        name: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let carried = format!("%{}%", serde_json::Value::from(name));
+        let removed = transaction!(self, tx => {
+            let n = sqlx::query("DELETE FROM entitlements WHERE user_id = $1 AND name = $2")
+                .bind(user_id).bind(name).execute(&mut *tx).await?.rows_affected();
+            sqlx::query("UPDATE licenses SET revoked_at = $3, revoked_reason = 'entitlement removed' \
+                         WHERE user_id = $1 AND revoked_at IS NULL AND entitlements LIKE $2")
+                .bind(user_id).bind(&carried).bind(now).execute(&mut *tx).await?;
+            sqlx::query("UPDATE status_lists SET version = version + 1").execute(&mut *tx).await?;
+            n == 1
+        });
+        Ok(removed)
+    }
+
+    /// Disables (or re-enables) a user. Disabling ends their sessions and revokes their licenses.
+    pub async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let changed = transaction!(self, tx => {
+            if disabled {
+                let n = sqlx::query("UPDATE users SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL")
+                    .bind(user_id).bind(now).execute(&mut *tx).await?.rows_affected();
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+                sqlx::query("UPDATE licenses SET revoked_at = $2, revoked_reason = 'user disabled' WHERE user_id = $1 AND revoked_at IS NULL")
+                    .bind(user_id).bind(now).execute(&mut *tx).await?;
+                sqlx::query("UPDATE status_lists SET version = version + 1").execute(&mut *tx).await?;
+                n == 1
+            } else {
+                sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1 AND disabled_at IS NOT NULL")
+                    .bind(user_id).execute(&mut *tx).await?.rows_affected() == 1
+            }
+        });
+        Ok(changed)
+    }
+
+    /// Changes a role. Demoting the last admin is refused (returns Err(None-like) via `Ok(false)`).
+    pub async fn set_role(&self, user_id: &str, role: &str) -> Result<RoleChange, sqlx::Error> {
+        let outcome = transaction!(self, tx => {
+            let current: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+                .bind(user_id).fetch_optional(&mut *tx).await?;
+            match current.as_deref() {
+                None => RoleChange::NoSuchUser,
+                Some(r) if r == role => RoleChange::Unchanged,
+                Some("admin") => {
+                    let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL")
+                        .fetch_one(&mut *tx).await?;
+                    if admins <= 1 {
+                        RoleChange::LastAdmin
+                    } else {
+                        sqlx::query("UPDATE users SET role = $2 WHERE id = $1").bind(user_id).bind(role).execute(&mut *tx).await?;
+                        RoleChange::Changed
+                    }
+                }
+                Some(_) => {
+                    sqlx::query("UPDATE users SET role = $2 WHERE id = $1").bind(user_id).bind(role).execute(&mut *tx).await?;
+                    RoleChange::Changed
+                }
+            }
+        });
+        Ok(outcome)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RoleChange {
+    Changed,
+    Unchanged,
+    LastAdmin,
+    NoSuchUser,
+}

@@ -1,0 +1,190 @@
+//! The only place with SQL. One set of functions over SQLite or PostgreSQL,
+//! chosen by the database URL; each query is written once and run on either.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub mod audit;
+pub mod ceremonies;
+pub mod credentials;
+pub mod entitlements;
+pub mod keys;
+pub mod licenses;
+pub mod sessions;
+pub mod users;
+
+/// Runs `$body` with `$p` bound to the concrete pool (or transaction) of either backend.
+/// The body is compiled once per backend, so the same SQL text serves both.
+macro_rules! dispatch {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            $crate::store::Backend::Sqlite($p) => $body,
+            $crate::store::Backend::Postgres($p) => $body,
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// Runs `$body` inside a write transaction `$tx` and commits it when the body
+/// returns `Ok`. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
+/// transaction never fails half-way on a lock upgrade.
+macro_rules! transaction {
+    ($store:expr, $tx:ident => $body:expr) => {
+        match $store.writer() {
+            $crate::store::Backend::Sqlite(pool) => {
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            $crate::store::Backend::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+pub(crate) use transaction;
+
+/// A reference to one backend's pool.
+#[derive(Clone, Copy)]
+pub enum Backend<S, P> {
+    Sqlite(S),
+    Postgres(P),
+}
+
+/// Connection pools for the configured database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Pools,
+}
+
+#[derive(Clone, Debug)]
+enum Pools {
+    /// Readers run in parallel; all writes go through one connection, which is
+    /// how SQLite works anyway and avoids lock-upgrade retries.
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite:…` or `postgres://…`), creating a SQLite file if needed.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .with_context(|| format!("LATCHKEY_DATABASE_URL is not a valid SQLite URL: {url}"))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+                .pragma("temp_store", "memory");
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(opts.clone())
+                .await
+                .with_context(|| format!("cannot open the SQLite database {url}"))?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(max_connections.clamp(1, 8))
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(opts.read_only(false))
+                .await
+                .with_context(|| format!("cannot open the SQLite database {url}"))?;
+            Ok(Self {
+                inner: Pools::Sqlite { read, write },
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let opts = PgConnectOptions::from_str(url)
+                .with_context(|| "LATCHKEY_DATABASE_URL is not a valid PostgreSQL URL")?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(1))
+                .connect_with(opts)
+                .await
+                .with_context(|| {
+                    "cannot connect to the PostgreSQL database in LATCHKEY_DATABASE_URL"
+                })?;
+            Ok(Self {
+                inner: Pools::Postgres(pool),
+            })
+        } else {
+            anyhow::bail!("LATCHKEY_DATABASE_URL must start with sqlite: or postgres://")
+        }
+    }
+
+    /// Applies the migrations of this backend.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match &self.inner {
+            Pools::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await?,
+            Pools::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.inner, Pools::Sqlite { .. })
+    }
+
+    pub(crate) fn reader(&self) -> Backend<&SqlitePool, &PgPool> {
+        match &self.inner {
+            Pools::Sqlite { read, .. } => Backend::Sqlite(read),
+            Pools::Postgres(pool) => Backend::Postgres(pool),
+        }
+    }
+
+    pub(crate) fn writer(&self) -> Backend<&SqlitePool, &PgPool> {
+        match &self.inner {
+            Pools::Sqlite { write, .. } => Backend::Sqlite(write),
+            Pools::Postgres(pool) => Backend::Postgres(pool),
+        }
+    }
+
+    /// A trivial round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        dispatch!(self.writer(), p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))
+    }
+
+    /// Deletes what has expired: sessions, unfinished ceremonies, DPoP proof ids.
+    pub async fn delete_expired(&self, now: i64) -> Result<u64, sqlx::Error> {
+        let mut deleted = 0;
+        for sql in [
+            "DELETE FROM sessions WHERE expires_at <= $1",
+            "DELETE FROM ceremonies WHERE expires_at <= $1",
+            "DELETE FROM dpop_proofs WHERE expires_at <= $1",
+        ] {
+            deleted += dispatch!(self.writer(), p => sqlx::query(sql).bind(now).execute(p).await?.rows_affected());
+        }
+        Ok(deleted)
+    }
+
+    pub async fn close(&self) {
+        match &self.inner {
+            Pools::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Pools::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Whether an error is a violation of a unique or primary-key constraint.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
