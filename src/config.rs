@@ -55,9 +55,15 @@ pub enum AdminCommand {
     /// Make an admin a plain user.
     Demote { user: String },
     /// Revoke one license by its `jti`.
-    RevokeLicense { jti: String },
+    RevokeLicense {
+        #[arg(allow_hyphen_values = true)]
+        jti: String,
+    },
     /// Revoke one passkey by its credential id (base64url).
-    RevokePasskey { credential_id: String },
+    RevokePasskey {
+        #[arg(allow_hyphen_values = true)]
+        credential_id: String,
+    },
     /// Disable a user: sessions end, licenses are revoked, sign-in is refused.
     Disable { user: String },
     /// Re-enable a disabled user.
@@ -71,7 +77,10 @@ pub enum KeysCommand {
     /// Create a new signing key and sign new licenses with it.
     Rotate,
     /// Stop publishing a key (licenses signed with it stop verifying).
-    Retire { kid: String },
+    Retire {
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -62,6 +62,7 @@ CREATE TABLE entitlements (
 
 CREATE TABLE signing_keys (
     kid             TEXT PRIMARY KEY,          -- RFC 7638 thumbprint
+    generation      BIGINT NOT NULL UNIQUE,    -- 1, 2, 3…: the newest unretired key signs
     public_key      BLOB NOT NULL,
     sealed_private  BLOB NOT NULL,             -- XChaCha20-Poly1305 under the KEK, nonce || ciphertext
     created_at      BIGINT NOT NULL,

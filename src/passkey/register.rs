@@ -7,7 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tower_sessions::Session;
-use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential, Uuid};
+use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential, Uuid, WebauthnError};
 
 use super::session::{self, SignedIn};
 use super::{
@@ -108,10 +108,26 @@ async fn store_passkey(
             "credential ids are at most 1023 bytes",
         ));
     }
-    let passkey = state
+    let passkey = match state
         .webauthn
         .finish_passkey_registration(credential, &ceremony.registration)
-        .map_err(ceremony_failed)?;
+    {
+        Ok(passkey) => passkey,
+        // webauthn-rs reports a credential from the exclude list with this error.
+        Err(WebauthnError::CredentialAlteredAlgFromRequest)
+            if state
+                .store
+                .credential(&b64(&credential.raw_id))
+                .await?
+                .is_some() =>
+        {
+            return Err(AppError::conflict(
+                "credential-exists",
+                "this passkey is already registered",
+            ));
+        }
+        Err(err) => return Err(ceremony_failed(err)),
+    };
     if passkey.cred_id().len() > super::MAX_CREDENTIAL_ID_BYTES {
         return Err(AppError::bad_request(
             "malformed-credential",

@@ -18,7 +18,7 @@ impl Store {
     pub async fn signing_keys(&self) -> Result<Vec<KeyRow>, sqlx::Error> {
         let sql = "SELECT k.kid, k.public_key, k.sealed_private, k.created_at, k.retired_at, \
                    COALESCE((SELECT MAX(l.expires_at) FROM licenses l WHERE l.kid = k.kid), 0) AS signed_until \
-                   FROM signing_keys k ORDER BY k.created_at DESC, k.kid";
+                   FROM signing_keys k ORDER BY k.generation DESC";
         dispatch!(self.reader(), p => sqlx::query_as::<_, KeyRow>(sql).fetch_all(p).await)
     }
 
@@ -29,7 +29,8 @@ impl Store {
         sealed_private: &[u8],
         now: i64,
     ) -> Result<(), sqlx::Error> {
-        let sql = "INSERT INTO signing_keys (kid, public_key, sealed_private, created_at) VALUES ($1, $2, $3, $4)";
+        let sql = "INSERT INTO signing_keys (kid, generation, public_key, sealed_private, created_at) \
+                   VALUES ($1, (SELECT COALESCE(MAX(generation), 0) + 1 FROM signing_keys), $2, $3, $4)";
         dispatch!(self.writer(), p => sqlx::query(sql).bind(kid).bind(public_key).bind(sealed_private).bind(now)
             .execute(p).await.map(|_| ()))
     }
@@ -42,7 +43,7 @@ impl Store {
 
     /// A cheap fingerprint of the key table, to notice changes made by other instances.
     pub async fn signing_keys_version(&self) -> Result<(i64, i64, i64), sqlx::Error> {
-        let sql = "SELECT COUNT(*), COALESCE(MAX(created_at), 0), CAST(COALESCE(SUM(COALESCE(retired_at, 0)), 0) AS BIGINT) FROM signing_keys";
+        let sql = "SELECT COUNT(*), COALESCE(MAX(generation), 0), CAST(COALESCE(SUM(COALESCE(retired_at, 0)), 0) AS BIGINT) FROM signing_keys";
         dispatch!(self.reader(), p => sqlx::query_as::<_, (i64, i64, i64)>(sql).fetch_one(p).await)
     }
 }

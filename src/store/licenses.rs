@@ -85,17 +85,23 @@ impl Store {
     where
         F: FnOnce(i64, i64) -> anyhow::Result<String>,
     {
-        let lock = if self.is_sqlite() { "" } else { " FOR SHARE" };
+        // On PostgreSQL the rows are share-locked, so a concurrent revocation
+        // waits for this transaction and then sees (and revokes) the new license.
+        let lock = if self.is_sqlite() {
+            ""
+        } else {
+            " FOR SHARE OF s, c, u"
+        };
         let still_valid = format!(
-            "SELECT COUNT(*) FROM sessions s JOIN credentials c ON c.id = s.credential_id \
+            "SELECT s.login_id FROM sessions s JOIN credentials c ON c.id = s.credential_id \
              JOIN users u ON u.id = s.user_id \
-             WHERE s.login_id = $1 AND s.user_id = $2 AND c.revoked_at IS NULL AND u.disabled_at IS NULL{lock}"
+             WHERE s.login_id = $1 AND s.user_id = $2 AND c.revoked_at IS NULL AND u.disabled_at IS NULL LIMIT 1{lock}"
         );
         let allocate = "UPDATE status_lists SET next_idx = next_idx + 1 \
                         WHERE id = (SELECT MAX(id) FROM status_lists) AND next_idx < capacity \
                         RETURNING id, next_idx - 1";
         let new_list = "INSERT INTO status_lists (id, next_idx, capacity, created_at) \
-                        VALUES (COALESCE((SELECT MAX(id) FROM status_lists), 0) + 1, 1, $1, $2) RETURNING id, 0";
+                        VALUES (COALESCE((SELECT MAX(id) FROM status_lists), 0) + 1, 1, $1, $2) RETURNING id, CAST(0 AS BIGINT)";
         let insert = format!(
             "INSERT INTO licenses ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)"
         );
@@ -105,9 +111,9 @@ impl Store {
             if fresh == 0 {
                 return Err(MintError::Replay);
             }
-            let valid: i64 = sqlx::query_scalar(&still_valid)
-                .bind(license.login_id).bind(license.user_id).fetch_one(&mut *tx).await?;
-            if valid == 0 {
+            let valid: Option<String> = sqlx::query_scalar(&still_valid)
+                .bind(license.login_id).bind(license.user_id).fetch_optional(&mut *tx).await?;
+            if valid.is_none() {
                 return Err(MintError::Revoked);
             }
             let slot: Option<(i64, i64)> = sqlx::query_as(allocate).fetch_optional(&mut *tx).await?;

@@ -1,0 +1,12 @@
+//! Integration tests: the real service, real ceremonies, SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod authenticator;
+mod dpop;
+mod helpers;
+
+mod account;
+mod hardening;
+mod licenses;
+mod registration;
+mod signin;
