@@ -164,20 +164,12 @@ impl PublicJwk {
 
     /// RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order.
     pub fn thumbprint(&self) -> String {
-        let canonical = match self {
-            Self::Okp { crv, x } => format!(
-                r#"{{"crv":{},"kty":"OKP","x":{}}}"#,
-                json_str(crv),
-                json_str(x)
-            ),
-            Self::Ec { crv, x, y } => format!(
-                r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#,
-                json_str(crv),
-                json_str(x),
-                json_str(y)
-            ),
-        };
-        b64(Sha256::digest(canonical.as_bytes()))
+        match self {
+            Self::Okp { crv, x } => thumbprint(&[("crv", crv), ("kty", "OKP"), ("x", x)]),
+            Self::Ec { crv, x, y } => {
+                thumbprint(&[("crv", crv), ("kty", "EC"), ("x", x), ("y", y)])
+            }
+        }
     }
 
     /// The JWS `alg` this key signs with.
@@ -189,9 +181,79 @@ impl PublicJwk {
     }
 }
 
-fn json_str(s: &str) -> String {
-    Value::from(s).to_string()
+/// RFC 7638 thumbprint: base64url(SHA-256) of the required members as JSON,
+/// in lexicographic order, without whitespace.
+pub fn thumbprint(required: &[(&str, &str)]) -> String {
+    let sorted: BTreeMap<&str, &str> = required.iter().copied().collect();
+    let body: Vec<String> = sorted
+        .iter()
+        .map(|(k, v)| format!("{}:{}", Value::from(*k), Value::from(*v)))
+        .collect();
+    b64(Sha256::digest(format!("{{{}}}", body.join(",")).as_bytes()))
 }
 
-/// Members of a JSON object in sorted order, for stable output.
-pub type Members = BTreeMap<&'static str, Value>;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7638_example_thumbprint() {
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        assert_eq!(
+            thumbprint(&[("kty", "RSA"), ("n", n), ("e", "AQAB")]),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    #[test]
+    fn rfc8037_ed25519_thumbprint() {
+        let jwk = PublicJwk::Okp {
+            crv: "Ed25519".into(),
+            x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+        };
+        assert_eq!(
+            jwk.thumbprint(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+
+    #[test]
+    fn duplicate_members_are_refused_at_any_depth() {
+        assert!(strict_object(br#"{"a":1,"b":{"c":2}}"#).is_some());
+        assert!(strict_object(br#"{"a":1,"a":1}"#).is_none());
+        assert!(strict_object(br#"{"a":{"c":1,"c":2}}"#).is_none());
+        assert!(strict_object(br#"[{"c":1,"c":2}]"#).is_none());
+        assert!(strict_object(b"[1]").is_none(), "not an object");
+    }
+
+    #[test]
+    fn base64url_is_strict() {
+        assert_eq!(unb64("AQAB"), Some(vec![1, 0, 1]));
+        assert!(unb64("AQAB=").is_none(), "padding");
+        assert!(unb64("AQ+B").is_none(), "standard alphabet");
+        assert!(unb64("AR").is_none(), "non-canonical trailing bits");
+    }
+
+    #[test]
+    fn private_or_unsupported_jwks_are_refused() {
+        let obj = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        assert!(PublicJwk::from_json(&obj(
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x})
+        ))
+        .is_some());
+        assert!(PublicJwk::from_json(&obj(
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "d": x})
+        ))
+        .is_none());
+        assert!(PublicJwk::from_json(&obj(
+            serde_json::json!({"kty": "OKP", "crv": "X25519", "x": x})
+        ))
+        .is_none());
+        assert!(PublicJwk::from_json(&obj(
+            serde_json::json!({"kty": "EC", "crv": "P-384", "x": x, "y": x})
+        ))
+        .is_none());
+        assert!(PublicJwk::from_json(&obj(serde_json::json!({"kty": "oct", "k": x}))).is_none());
+    }
+}

@@ -200,7 +200,6 @@ pub(super) async fn add_start(
     let exclude = existing
         .iter()
         .filter_map(|c| crate::license::jose::unb64(&c.id))
-        .map(Into::into)
         .collect();
     let user_uuid = Uuid::parse_str(&user.id).map_err(anyhow::Error::from)?;
     let (options, registration) = state
