@@ -171,6 +171,7 @@ pub fn build_router(state: AppState, static_dir: PathBuf, body_limit: usize) -> 
         .merge(crate::passkey::router())
         .merge(crate::license::router())
         .merge(crate::revocation::router())
+        .merge(crate::admin::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route_service("/admin", admin_page)

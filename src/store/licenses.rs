@@ -269,6 +269,11 @@ impl Store {
 
     /// Changes a role. Demoting the last admin is refused (returns Err(None-like) via `Ok(false)`).
     pub async fn set_role(&self, user_id: &str, role: &str) -> Result<RoleChange, sqlx::Error> {
+        let lock_admins = if self.is_sqlite() {
+            "SELECT id FROM users WHERE role = 'admin' AND disabled_at IS NULL"
+        } else {
+            "SELECT id FROM users WHERE role = 'admin' AND disabled_at IS NULL FOR UPDATE"
+        };
         let outcome = transaction!(self, tx => {
             let current: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
                 .bind(user_id).fetch_optional(&mut *tx).await?;
@@ -276,9 +281,9 @@ impl Store {
                 None => RoleChange::NoSuchUser,
                 Some(r) if r == role => RoleChange::Unchanged,
                 Some("admin") => {
-                    let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL")
-                        .fetch_one(&mut *tx).await?;
-                    if admins <= 1 {
+                    // Lock the admin rows (PostgreSQL) so two demotions cannot both see "two admins left".
+                    let admins: Vec<String> = sqlx::query_scalar(lock_admins).fetch_all(&mut *tx).await?;
+                    if admins.len() <= 1 {
                         RoleChange::LastAdmin
                     } else {
                         sqlx::query("UPDATE users SET role = $2 WHERE id = $1").bind(user_id).bind(role).execute(&mut *tx).await?;

@@ -6,7 +6,9 @@ mod dpop;
 mod helpers;
 
 mod account;
+mod admin;
 mod hardening;
 mod licenses;
 mod registration;
 mod signin;
+mod status;

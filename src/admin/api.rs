@@ -1,0 +1,470 @@
+//! The admin HTTP API: users, passkeys, licenses, entitlements, roles, audit.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::guard::Admin;
+use crate::admin::cli::valid_entitlement;
+use crate::app::{rfc3339, AppJson, AppState, ClientInfo};
+use crate::error::{AppError, Result};
+use crate::store::audit::AuditEvent;
+use crate::store::licenses::RoleChange;
+use crate::store::now;
+use crate::store::users::User;
+
+fn no_store(value: Value) -> Response {
+    let mut response = Json(value).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+fn no_such_user() -> AppError {
+    AppError::not_found("no-such-user", "there is no user with this id")
+}
+
+fn user_json(u: &User) -> Value {
+    json!({"id": u.id, "username": u.username, "display_name": u.display_name, "role": u.role,
+           "disabled": u.disabled_at.is_some(), "created_at": rfc3339(u.created_at)})
+}
+
+async fn record(
+    state: &AppState,
+    admin: &Admin,
+    client: &ClientInfo,
+    event: &str,
+    target_user: Option<&str>,
+    target: Option<&str>,
+) -> Result<()> {
+    let e = AuditEvent {
+        event,
+        actor_user_id: Some(&admin.user.id),
+        target_user_id: target_user,
+        target,
+        client_addr: client.addr.as_deref(),
+        user_agent: client.user_agent.as_deref(),
+        detail: None,
+    };
+    state.store.audit(&e, now()).await?;
+    Ok(())
+}
+
+fn limit(requested: Option<i64>) -> i64 {
+    requested.unwrap_or(50).clamp(1, 200)
+}
+
+pub(super) async fn overview(State(state): State<AppState>, _admin: Admin) -> Result<Response> {
+    let now = now();
+    let counts = state.store.counts(now).await?;
+    let today = now.div_euclid(86_400);
+    let first = today - 29;
+    let mut days: HashMap<i64, [i64; 3]> = HashMap::new();
+    for (day, event, n) in state.store.daily_events(first * 86_400).await? {
+        let slot = days.entry(day).or_default();
+        match event.as_str() {
+            "signin.success" => slot[0] += n,
+            "license.minted" => slot[1] += n,
+            _ => slot[2] += n,
+        }
+    }
+    let daily: Vec<Value> = (first..=today)
+        .map(|day| {
+            let [signins, licenses, revocations] = days.get(&day).copied().unwrap_or_default();
+            let date = rfc3339(day * 86_400).get(..10).unwrap_or_default().to_owned();
+            json!({"day": date, "signins": signins, "licenses": licenses, "revocations": revocations})
+        })
+        .collect();
+    Ok(no_store(json!({
+        "counts": {
+            "users": counts.users, "admins": counts.admins, "disabled_users": counts.disabled_users,
+            "passkeys": counts.passkeys, "active_licenses": counts.active_licenses,
+            "revoked_licenses": counts.revoked_licenses, "open_sessions": counts.open_sessions,
+        },
+        "daily": daily,
+    })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct UserQuery {
+    q: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(super) async fn list_users(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(q): Query<UserQuery>,
+) -> Result<Response> {
+    let limit = limit(q.limit);
+    let query = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let mut rows = state
+        .store
+        .search_users(query, q.cursor.as_deref(), limit + 1)
+        .await?;
+    let next = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(limit as usize);
+        rows.last().map(|u| u.username_key.clone())
+    });
+    let users: Vec<Value> = rows
+        .iter()
+        .map(|u| json!({"id": u.id, "username": u.username, "display_name": u.display_name, "role": u.role,
+                        "disabled": u.disabled_at.is_some(), "created_at": rfc3339(u.created_at), "passkeys": u.passkeys}))
+        .collect();
+    Ok(no_store(
+        json!({"users": users, "next_cursor": next.flatten()}),
+    ))
+}
+
+pub(super) async fn user_detail(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let user = state
+        .store
+        .user_by_id(&id)
+        .await?
+        .ok_or_else(no_such_user)?;
+    let now = now();
+    let passkeys: Vec<Value> = state
+        .store
+        .all_credentials(&id)
+        .await?
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id, "name": c.name, "aaguid": c.aaguid, "created_at": rfc3339(c.created_at),
+                "last_used_at": c.last_used_at.map(rfc3339), "backup_eligible": c.backup_eligible,
+                "backup_state": c.backup_state, "revoked_at": c.revoked_at.map(rfc3339),
+            })
+        })
+        .collect();
+    let licenses: Vec<Value> = state.store.user_licenses(&id).await?.iter().map(|l| {
+        let status = if l.revoked_at.is_some() { "revoked" } else if l.expires_at <= now { "expired" } else { "active" };
+        let entitlements: Value = serde_json::from_str(&l.entitlements).unwrap_or(Value::Array(Vec::new()));
+        json!({"jti": l.jti, "device_jkt": l.device_jkt, "issued_at": rfc3339(l.issued_at), "expires_at": rfc3339(l.expires_at),
+               "status": status, "revoked_at": l.revoked_at.map(rfc3339), "revoked_reason": l.revoked_reason,
+               "entitlements": entitlements, "status_list": {"id": l.list_id, "idx": l.idx}})
+    }).collect();
+    let entitlements: Vec<Value> = state.store.all_entitlements(&id).await?.iter().map(|e| json!({
+        "name": e.name, "expires_at": e.expires_at.map(rfc3339), "granted_at": rfc3339(e.granted_at),
+        "active": e.expires_at.is_none_or(|t| t > now),
+    })).collect();
+    let sessions: Vec<Value> = state.store.open_sessions(&id, now).await?.iter().map(|s| json!({
+        "id": s.id_hash.get(..16), "created_at": rfc3339(s.created_at), "expires_at": rfc3339(s.expires_at),
+        "authenticated_at": s.authenticated_at.map(rfc3339), "credential_id": s.credential_id,
+        "client_addr": s.client_addr, "user_agent": s.user_agent,
+    })).collect();
+    Ok(no_store(
+        json!({"user": user_json(&user), "passkeys": passkeys, "licenses": licenses,
+                       "entitlements": entitlements, "sessions": sessions}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct Grant {
+    name: String,
+    expires_at: Option<String>,
+}
+
+pub(super) async fn grant(
+    State(state): State<AppState>,
+    admin: Admin,
+    client: ClientInfo,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<Grant>,
+) -> Result<Response> {
+    let user = state
+        .store
+        .user_by_id(&id)
+        .await?
+        .ok_or_else(no_such_user)?;
+    if !valid_entitlement(&body.name) {
+        return Err(AppError::bad_request(
+            "invalid-entitlement",
+            "entitlement names use a-z, 0-9 and - _ . : (at most 64 characters)",
+        ));
+    }
+    let until = match body.expires_at.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(crate::admin::cli::parse_until(text).map_err(|_| {
+            AppError::bad_request(
+                "invalid-expiry",
+                "expires_at must be an RFC 3339 time or a date",
+            )
+        })?),
+    };
+    if until.is_some_and(|t| t <= now()) {
+        return Err(AppError::bad_request(
+            "invalid-expiry",
+            "expires_at is in the past",
+        ));
+    }
+    state
+        .store
+        .grant_entitlement(&user.id, &body.name, until, now())
+        .await?;
+    record(
+        &state,
+        &admin,
+        &client,
+        "entitlement.granted",
+        Some(&user.id),
+        Some(&body.name),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": body.name, "expires_at": until.map(rfc3339)})),
+    )
+        .into_response())
+}
+
+pub(super) async fn remove_entitlement(
+    State(state): State<AppState>,
+    admin: Admin,
+    client: ClientInfo,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    admin.require_recent_sign_in(&state).await?;
+    let user = state
+        .store
+        .user_by_id(&id)
+        .await?
+        .ok_or_else(no_such_user)?;
+    if !state
+        .store
+        .remove_entitlement(&user.id, &name, now())
+        .await?
+    {
+        return Err(AppError::not_found(
+            "no-such-entitlement",
+            "this user does not have that entitlement",
+        ));
+    }
+    state.status.refresh(&state.store).await?;
+    record(
+        &state,
+        &admin,
+        &client,
+        "entitlement.removed",
+        Some(&user.id),
+        Some(&name),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub(super) struct RoleChangeRequest {
+    role: String,
+}
+
+pub(super) async fn change_role(
+    State(state): State<AppState>,
+    admin: Admin,
+    client: ClientInfo,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<RoleChangeRequest>,
+) -> Result<Response> {
+    if !matches!(body.role.as_str(), "admin" | "user") {
+        return Err(AppError::bad_request(
+            "invalid-role",
+            "role must be \"admin\" or \"user\"",
+        ));
+    }
+    admin.require_recent_sign_in(&state).await?;
+    match state.store.set_role(&id, &body.role).await? {
+        RoleChange::Changed => {
+            record(
+                &state,
+                &admin,
+                &client,
+                "user.role_changed",
+                Some(&id),
+                Some(&body.role),
+            )
+            .await?
+        }
+        RoleChange::Unchanged => {}
+        RoleChange::LastAdmin => {
+            return Err(AppError::conflict(
+                "last-admin",
+                "the last administrator cannot be demoted",
+            ))
+        }
+        RoleChange::NoSuchUser => return Err(no_such_user()),
+    }
+    let user = state
+        .store
+        .user_by_id(&id)
+        .await?
+        .ok_or_else(no_such_user)?;
+    Ok(no_store(user_json(&user)))
+}
+
+pub(super) async fn disable(
+    State(state): State<AppState>,
+    admin: Admin,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    admin.require_recent_sign_in(&state).await?;
+    let user = state
+        .store
+        .user_by_id(&id)
+        .await?
+        .ok_or_else(no_such_user)?;
+    if user.role == "admin" && user.disabled_at.is_none() && state.store.admin_count().await? <= 1 {
+        return Err(AppError::conflict(
+            "last-admin",
+            "the last administrator cannot be disabled",
+        ));
+    }
+    state.store.set_user_disabled(&id, true, now()).await?;
+    state.status.refresh(&state.store).await?;
+    record(&state, &admin, &client, "user.disabled", Some(&id), None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn enable(
+    State(state): State<AppState>,
+    admin: Admin,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    state
+        .store
+        .user_by_id(&id)
+        .await?
+        .ok_or_else(no_such_user)?;
+    state.store.set_user_disabled(&id, false, now()).await?;
+    record(&state, &admin, &client, "user.enabled", Some(&id), None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn revoke_credential(
+    State(state): State<AppState>,
+    admin: Admin,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    admin.require_recent_sign_in(&state).await?;
+    let credential = state
+        .store
+        .credential(&id)
+        .await?
+        .filter(|c| c.revoked_at.is_none())
+        .ok_or_else(|| {
+            AppError::not_found("no-such-passkey", "there is no active passkey with this id")
+        })?;
+    let owner = state
+        .store
+        .user_by_id(&credential.user_id)
+        .await?
+        .ok_or_else(no_such_user)?;
+    if owner.role == "admin"
+        && owner.disabled_at.is_none()
+        && state.store.admin_count().await? <= 1
+        && state.store.active_credentials(&owner.id).await?.len() <= 1
+    {
+        return Err(AppError::conflict(
+            "last-admin",
+            "this is the last administrator's last passkey",
+        ));
+    }
+    state
+        .store
+        .revoke_credential(&id, "revoked by an administrator", now())
+        .await?;
+    state.status.refresh(&state.store).await?;
+    record(
+        &state,
+        &admin,
+        &client,
+        "passkey.revoked",
+        Some(&owner.id),
+        Some(&id),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn revoke_license(
+    State(state): State<AppState>,
+    admin: Admin,
+    client: ClientInfo,
+    Path(jti): Path<String>,
+) -> Result<StatusCode> {
+    admin.require_recent_sign_in(&state).await?;
+    let license = state
+        .store
+        .revoke_license(&jti, "revoked by an administrator", now())
+        .await?
+        .ok_or_else(|| {
+            AppError::not_found("no-such-license", "there is no license with this id")
+        })?;
+    state.status.refresh(&state.store).await?;
+    record(
+        &state,
+        &admin,
+        &client,
+        "license.revoked",
+        Some(&license.user_id),
+        Some(&jti),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub(super) struct AuditQuery {
+    user: Option<String>,
+    event: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(super) async fn audit(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response> {
+    let limit = limit(q.limit);
+    let before = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            AppError::bad_request("invalid-cursor", "cursor is not one this API gave out")
+        })?),
+    };
+    let mut rows = state
+        .store
+        .audit_page(
+            q.user.as_deref().filter(|s| !s.is_empty()),
+            q.event.as_deref().filter(|s| !s.is_empty()),
+            before,
+            limit + 1,
+        )
+        .await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    let events: Vec<Value> = rows.iter().map(|r| json!({
+        "id": r.id, "at": rfc3339(r.at), "event": r.event, "actor_user_id": r.actor_user_id,
+        "target_user_id": r.target_user_id, "target": r.target, "client_addr": r.client_addr,
+        "user_agent": r.user_agent, "detail": r.detail,
+    })).collect();
+    Ok(no_store(json!({"events": events, "next_cursor": next})))
+}

@@ -1,0 +1,72 @@
+//! Who may use the admin API, and when a fresh passkey sign-in is needed.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::passkey::session::SignedIn;
+use crate::store::now;
+use crate::store::users::User;
+
+/// Session key recording which sign-in already paid for a destructive action
+/// when every such action needs its own (`LATCHKEY_ADMIN_REAUTH_MINUTES=0`).
+const REAUTH_SPENT: &str = "reauth_spent_at";
+
+/// A signed-in, enabled admin; anyone else gets 403.
+pub struct Admin {
+    pub user: User,
+    pub signed_in: SignedIn,
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let signed_in = SignedIn::from_request_parts(parts, state).await?;
+        let user = state
+            .store
+            .user_by_id(&signed_in.user_id)
+            .await?
+            .filter(|u| u.disabled_at.is_none())
+            .ok_or_else(AppError::not_signed_in)?;
+        if user.role != "admin" {
+            return Err(AppError::forbidden(
+                "not-admin",
+                "this account is not an administrator",
+            ));
+        }
+        Ok(Self { user, signed_in })
+    }
+}
+
+impl Admin {
+    /// Destructive actions need a recent passkey sign-in; otherwise a 401 whose
+    /// problem type tells the page to ask for the passkey again.
+    pub async fn require_recent_sign_in(&self, state: &AppState) -> Result<(), AppError> {
+        let window = state.settings.admin_reauth_secs;
+        let at = self.signed_in.authenticated_at;
+        let again = || {
+            AppError::unauthorized(
+                "reauthentication-required",
+                "confirm it's you: sign in with your passkey again to do this",
+            )
+        };
+        if window == 0 {
+            // Every destructive action spends one sign-in, which must be fresh.
+            let spent: Option<i64> = self.signed_in.session.get(REAUTH_SPENT).await?;
+            if spent == Some(at) || now() - at > 120 {
+                return Err(again());
+            }
+            self.signed_in.session.insert(REAUTH_SPENT, at).await?;
+            return Ok(());
+        }
+        if now() - at > window {
+            return Err(again());
+        }
+        Ok(())
+    }
+}
