@@ -23,7 +23,9 @@ use crate::error::{AppError, Result};
 use crate::license::dpop::NonceKey;
 use crate::license::keys::{arc_swap_lite::Swap, Kek, Keyring, SharedKeyring};
 use crate::revocation::StatusLists;
+use crate::middleware::RateLimiter;
 use crate::store::sessions::SessionDb;
+use std::sync::atomic::{AtomicI64, Ordering};
 use crate::store::Store;
 
 /// Settings the handlers read, derived once from the configuration.
@@ -40,6 +42,8 @@ pub struct Settings {
     pub admin_reauth_secs: i64,
     pub session_ttl_secs: i64,
     pub https: bool,
+    pub request_timeout: Duration,
+    pub max_pending_ceremonies: i64,
 }
 
 #[derive(Clone, FromRef)]
@@ -52,6 +56,9 @@ pub struct AppState {
     pub dpop_nonce: Option<NonceKey>,
     pub fake_credential_key: Arc<[u8; 32]>,
     pub kek: Kek,
+    pub rate_limiter: Arc<RateLimiter>,
+    /// Ceremonies started and not yet finished or expired (refreshed by upkeep).
+    pub pending_ceremonies: Arc<AtomicI64>,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -91,7 +98,14 @@ impl AppState {
                 .unwrap_or(i64::MAX),
             session_ttl_secs: secs(serve.session_ttl).max(60),
             https: common.is_https(),
+            request_timeout: serve.request_timeout,
+            max_pending_ceremonies: serve.max_pending_ceremonies.max(1),
         };
+        let rate_limiter = RateLimiter::new(
+            [serve.rate_limit_ceremonies, serve.rate_limit_licenses, serve.rate_limit_admin],
+            serve.trust_forwarded_for,
+        );
+        let pending_ceremonies = Arc::new(AtomicI64::new(store.pending_ceremonies().await?));
         let dpop_nonce = serve
             .dpop_nonce
             .then(|| NonceKey::new(kek.derive("dpop nonce"), 300));
@@ -104,6 +118,8 @@ impl AppState {
             dpop_nonce,
             fake_credential_key: Arc::new(kek.derive("fake credential ids")),
             kek,
+            rate_limiter,
+            pending_ceremonies,
         })
     }
 
@@ -150,7 +166,8 @@ pub fn load_kek(common: &Common) -> anyhow::Result<Kek> {
 
 /// The whole HTTP surface.
 pub fn build_router(state: AppState, static_dir: PathBuf, body_limit: usize) -> Router {
-    let sessions = SessionManagerLayer::new(SessionDb(state.store.clone()))
+    let anonymous_ttl = i64::try_from(state.settings.ceremony_ttl.as_secs()).unwrap_or(300);
+    let sessions = SessionManagerLayer::new(SessionDb::new(state.store.clone(), anonymous_ttl))
         .with_name(if state.settings.https {
             "__Host-latchkey"
         } else {
@@ -165,7 +182,7 @@ pub fn build_router(state: AppState, static_dir: PathBuf, body_limit: usize) -> 
         )));
     let pages = ServeDir::new(&static_dir)
         .append_index_html_on_directories(true)
-        .fallback(ServeFile::new(static_dir.join("404.html")));
+        .not_found_service(ServeFile::new(static_dir.join("404.html")));
     let admin_page = ServeFile::new(static_dir.join("admin.html"));
     Router::new()
         .merge(crate::passkey::router())
@@ -183,6 +200,10 @@ pub fn build_router(state: AppState, static_dir: PathBuf, body_limit: usize) -> 
         ))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(body_limit, limit_body))
+        .layer(middleware::from_fn_with_state(state.rate_limiter.clone(), crate::middleware::rate_limit))
+        .layer(middleware::from_fn_with_state(state.settings.request_timeout, crate::middleware::timeout))
+        .layer(middleware::from_fn_with_state(state.settings.https, crate::middleware::security_headers))
+        .layer(middleware::from_fn(crate::middleware::trace))
         .with_state(state)
 }
 
@@ -327,6 +348,9 @@ pub fn spawn_upkeep(state: AppState, every: Duration) -> tokio::task::JoinHandle
                     Ok(_) => {}
                     Err(err) => tracing::warn!(error = %err, "could not delete expired rows"),
                 }
+            }
+            if let Ok(n) = state.store.pending_ceremonies().await {
+                state.pending_ceremonies.store(n, Ordering::Relaxed);
             }
         }
     })

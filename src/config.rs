@@ -205,6 +205,27 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "LATCHKEY_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
+    /// Address of the Prometheus `/metrics` listener, or `off`.
+    #[arg(long, env = "LATCHKEY_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: String,
+    /// Longest time a request may take before it is answered with 503.
+    #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Ceremony requests (register, sign in, add passkey) per client address per minute; 0: no limit.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_CEREMONIES", default_value_t = 120)]
+    pub rate_limit_ceremonies: u32,
+    /// License requests per client address per minute; 0: no limit.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_LICENSES", default_value_t = 60)]
+    pub rate_limit_licenses: u32,
+    /// Admin API requests per client address per minute; 0: no limit.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_ADMIN", default_value_t = 600)]
+    pub rate_limit_admin: u32,
+    /// Take the client address from the last `X-Forwarded-For` hop (only behind a trusted proxy).
+    #[arg(long, env = "LATCHKEY_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+    /// Most ceremonies in progress at once; new ones get 503 beyond it.
+    #[arg(long, env = "LATCHKEY_MAX_PENDING_CEREMONIES", default_value_t = 100_000)]
+    pub max_pending_ceremonies: i64,
     /// Largest number of database connections.
     #[arg(long, env = "LATCHKEY_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,

@@ -9,6 +9,10 @@ pub mod app;
 pub mod config;
 /// The problem+json error type.
 pub mod error;
+/// Prometheus metrics.
+pub mod metrics;
+/// Security headers, request ids, timeouts, rate limits.
+pub mod middleware;
 /// Licenses: signing keys, minting, DPoP, verification.
 pub mod license;
 /// Passkey registration, sign-in and self-service.

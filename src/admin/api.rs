@@ -252,6 +252,7 @@ pub(super) async fn remove_entitlement(
         ));
     }
     state.status.refresh(&state.store).await?;
+    crate::metrics::revocation("entitlement");
     record(
         &state,
         &admin,
@@ -332,6 +333,7 @@ pub(super) async fn disable(
     }
     state.store.set_user_disabled(&id, true, now()).await?;
     state.status.refresh(&state.store).await?;
+    crate::metrics::revocation("user");
     record(&state, &admin, &client, "user.disabled", Some(&id), None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -387,6 +389,7 @@ pub(super) async fn revoke_credential(
         .revoke_credential(&id, "revoked by an administrator", now())
         .await?;
     state.status.refresh(&state.store).await?;
+    crate::metrics::revocation("passkey");
     record(
         &state,
         &admin,
@@ -414,6 +417,7 @@ pub(super) async fn revoke_license(
             AppError::not_found("no-such-license", "there is no license with this id")
         })?;
     state.status.refresh(&state.store).await?;
+    crate::metrics::revocation("license");
     record(
         &state,
         &admin,

@@ -146,6 +146,7 @@ pub(super) async fn mint(
         Err(MintError::Sign(err)) => return Err(AppError::Internal(err)),
         Err(MintError::Db(err)) => return Err(err.into()),
     };
+    crate::metrics::license_minted();
     let expires_at = crate::app::rfc3339(exp);
     let mut response = (
         StatusCode::CREATED,

@@ -122,6 +122,7 @@ pub(super) async fn finish(
         let client = client.clone();
         let credential_id = credential_id.clone();
         async move {
+            crate::metrics::ceremony("signin", reason);
             let event = AuditEvent {
                 event: "signin.failure",
                 target_user_id: user.as_deref(),

@@ -75,6 +75,12 @@ async fn begin_ceremony<S: Serialize>(
     let ttl = i64::try_from(state.settings.ceremony_ttl.as_secs()).unwrap_or(300);
     if let Some(old) = session.get::<String>(&ceremony_key(kind)).await? {
         state.store.drop_ceremony(&old).await?;
+    } else {
+        // Anonymous starts must not grow the database without bound.
+        let pending = state.pending_ceremonies.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if pending >= state.settings.max_pending_ceremonies {
+            return Err(AppError::Unavailable("too many ceremonies in progress".into()));
+        }
     }
     state
         .store

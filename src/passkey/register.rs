@@ -184,6 +184,7 @@ async fn store_passkey(
         detail: None,
     };
     state.store.audit(&event, now()).await?;
+    crate::metrics::ceremony(if is_new_user { "registration" } else { "add-passkey" }, "success");
     Ok(credential_id)
 }
 

@@ -33,6 +33,11 @@ impl Store {
         Ok(row.and_then(|(k, state, exp)| (k == kind && exp > now).then_some(state)))
     }
 
+    /// Ceremonies not yet finished (expired ones included until upkeep deletes them).
+    pub async fn pending_ceremonies(&self) -> Result<i64, sqlx::Error> {
+        dispatch!(self.reader(), p => sqlx::query_scalar("SELECT COUNT(*) FROM ceremonies").fetch_one(p).await)
+    }
+
     pub async fn drop_ceremony(&self, id: &str) -> Result<(), sqlx::Error> {
         dispatch!(self.writer(), p => sqlx::query("DELETE FROM ceremonies WHERE id = $1").bind(id)
             .execute(p).await.map(|_| ()))

@@ -22,12 +22,15 @@ pub mod users;
 /// Runs `$body` with `$p` bound to the concrete pool (or transaction) of either backend.
 /// The body is compiled once per backend, so the same SQL text serves both.
 macro_rules! dispatch {
-    ($db:expr, $p:ident => $body:expr) => {
-        match $db {
+    ($db:expr, $p:ident => $body:expr) => {{
+        let started = std::time::Instant::now();
+        let out = match $db {
             $crate::store::Backend::Sqlite($p) => $body,
             $crate::store::Backend::Postgres($p) => $body,
-        }
-    };
+        };
+        $crate::metrics::database("query", started.elapsed());
+        out
+    }};
 }
 pub(crate) use dispatch;
 
@@ -35,8 +38,9 @@ pub(crate) use dispatch;
 /// returns `Ok`. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
 /// transaction never fails half-way on a lock upgrade.
 macro_rules! transaction {
-    ($store:expr, $tx:ident => $body:expr) => {
-        match $store.writer() {
+    ($store:expr, $tx:ident => $body:expr) => {{
+        let started = std::time::Instant::now();
+        let out = match $store.writer() {
             $crate::store::Backend::Sqlite(pool) => {
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let out = $body;
@@ -49,8 +53,10 @@ macro_rules! transaction {
                 $tx.commit().await?;
                 out
             }
-        }
-    };
+        };
+        $crate::metrics::database("transaction", started.elapsed());
+        out
+    }};
 }
 pub(crate) use transaction;
 
@@ -87,12 +93,13 @@ impl Store {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
+                // Under a second: a database locked by someone else answers 503 promptly.
+                .busy_timeout(Duration::from_millis(900))
                 .foreign_keys(true)
                 .pragma("temp_store", "memory");
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
-                .acquire_timeout(Duration::from_secs(5))
+                .acquire_timeout(Duration::from_secs(1))
                 .connect_with(opts.clone())
                 .await
                 .with_context(|| format!("cannot open the SQLite database {url}"))?;
@@ -151,9 +158,13 @@ impl Store {
         }
     }
 
-    /// A trivial round trip, for `/readyz`.
+    /// Whether the database can take writes now, for `/readyz`: PostgreSQL
+    /// answers a query; SQLite grants (and releases) the write lock.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        dispatch!(self.writer(), p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))
+        match self.writer() {
+            Backend::Sqlite(pool) => pool.begin_with("BEGIN IMMEDIATE").await?.rollback().await,
+            Backend::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+        }
     }
 
     /// Deletes what has expired: sessions, unfinished ceremonies, DPoP proof ids.

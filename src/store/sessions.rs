@@ -23,7 +23,18 @@ pub const USER_AGENT: &str = "user_agent";
 
 /// The tower-sessions store over [`Store`].
 #[derive(Debug, Clone)]
-pub struct SessionDb(pub Store);
+pub struct SessionDb {
+    store: Store,
+    /// Lifetime of a session nobody has signed in to (it only carries a
+    /// ceremony), so anonymous starts cannot pile up sessions for days.
+    anonymous_ttl: i64,
+}
+
+impl SessionDb {
+    pub fn new(store: Store, anonymous_ttl: i64) -> Self {
+        Self { store, anonymous_ttl }
+    }
+}
 
 fn id_hash(id: &Id) -> String {
     let digest = Sha256::digest(id.to_string().as_bytes());
@@ -58,7 +69,7 @@ struct Columns {
     expires_at: i64,
 }
 
-fn columns(record: &Record) -> StoreResult<Columns> {
+fn columns(record: &Record, anonymous_ttl: i64) -> StoreResult<Columns> {
     let text = |key: &str| {
         record
             .data
@@ -74,7 +85,10 @@ fn columns(record: &Record) -> StoreResult<Columns> {
         client_addr: text(CLIENT_ADDR),
         user_agent: text(USER_AGENT),
         data: serde_json::to_string(&record.data).map_err(|e| StoreError::Encode(e.to_string()))?,
-        expires_at: record.expiry_date.unix_timestamp(),
+        expires_at: match text(USER_ID) {
+            Some(_) => record.expiry_date.unix_timestamp(),
+            None => record.expiry_date.unix_timestamp().min(super::now() + anonymous_ttl),
+        },
     })
 }
 
@@ -84,12 +98,12 @@ impl SessionStore for SessionDb {
         let sql = "INSERT INTO sessions (id_hash, user_id, login_id, credential_id, authenticated_at, \
                    client_addr, user_agent, data, expires_at, created_at) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id_hash) DO NOTHING";
-        let c = columns(record)?;
+        let c = columns(record, self.anonymous_ttl)?;
         let now = super::now();
         // A 128-bit random id colliding is astronomically unlikely; pick another if it does.
         for _ in 0..4 {
             let hash = id_hash(&record.id);
-            let inserted = dispatch!(self.0.writer(), p => sqlx::query(sql)
+            let inserted = dispatch!(self.store.writer(), p => sqlx::query(sql)
                 .bind(&hash).bind(&c.user_id).bind(&c.login_id).bind(&c.credential_id)
                 .bind(c.authenticated_at).bind(&c.client_addr).bind(&c.user_agent)
                 .bind(&c.data).bind(c.expires_at).bind(now)
@@ -110,9 +124,9 @@ impl SessionStore for SessionDb {
     async fn save(&self, record: &Record) -> StoreResult<()> {
         let sql = "UPDATE sessions SET user_id = $2, login_id = $3, credential_id = $4, authenticated_at = $5, \
                    client_addr = $6, user_agent = $7, data = $8, expires_at = $9 WHERE id_hash = $1";
-        let c = columns(record)?;
+        let c = columns(record, self.anonymous_ttl)?;
         let hash = id_hash(&record.id);
-        dispatch!(self.0.writer(), p => sqlx::query(sql)
+        dispatch!(self.store.writer(), p => sqlx::query(sql)
             .bind(&hash).bind(&c.user_id).bind(&c.login_id).bind(&c.credential_id)
             .bind(c.authenticated_at).bind(&c.client_addr).bind(&c.user_agent)
             .bind(&c.data).bind(c.expires_at)
@@ -122,7 +136,7 @@ impl SessionStore for SessionDb {
     async fn load(&self, session_id: &Id) -> StoreResult<Option<Record>> {
         let sql = "SELECT data, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2";
         let hash = id_hash(session_id);
-        let row: Option<(String, i64)> = dispatch!(self.0.reader(), p => sqlx::query_as(sql)
+        let row: Option<(String, i64)> = dispatch!(self.store.reader(), p => sqlx::query_as(sql)
             .bind(&hash).bind(super::now()).fetch_optional(p).await.map_err(backend)?);
         let Some((data, expires_at)) = row else {
             return Ok(None);
@@ -139,7 +153,7 @@ impl SessionStore for SessionDb {
 
     async fn delete(&self, session_id: &Id) -> StoreResult<()> {
         let hash = id_hash(session_id);
-        dispatch!(self.0.writer(), p => sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+        dispatch!(self.store.writer(), p => sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(&hash).execute(p).await.map_err(backend).map(|_| ()))
     }
 }

@@ -1,0 +1,287 @@
+// Browser-test harness: runs the real `latchkey` binary on a free port with a fresh data
+// directory, drives Chromium (playwright-core, system /usr/bin/chromium) with a virtual
+// WebAuthn authenticator per page, and offers the few helpers the tests share.
+
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const BIN = process.env.LATCHKEY_BIN ?? join(ROOT, 'target/debug/latchkey');
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/** Per-test timeout for node:test. */
+export const TEST = { timeout: 90_000 };
+
+/**
+ * Why the suite cannot run here, or null. On CI a missing prerequisite is an error, not a skip.
+ * @returns {string | null}
+ */
+export function missingPrerequisite() {
+  let why = null;
+  if (!existsSync(BIN)) why = `${BIN} is not built (cargo build first)`;
+  else if (!existsSync(CHROMIUM)) why = `${CHROMIUM} is missing (apt-get install chromium)`;
+  if (why && process.env.CI) throw new Error(why);
+  return why;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `latchkey serve` and waits until /readyz answers.
+ * @returns {Promise<Server>}
+ *
+ * @typedef {object} Server
+ * @property {string} origin http://localhost:PORT (an IP address is not a valid RP ID)
+ * @property {(...args: string[]) => Promise<string>} admin runs `latchkey admin ARGS` on the same data
+ * @property {() => string} logs what the server printed so far
+ * @property {() => Promise<void>} stop
+ */
+export async function startServer(extraEnv = {}) {
+  const port = await freePort();
+  const dataDir = await mkdtemp(join(tmpdir(), 'latchkey-e2e-'));
+  const env = {
+    ...process.env,
+    LATCHKEY_LISTEN: `127.0.0.1:${port}`,
+    LATCHKEY_ORIGIN: `http://localhost:${port}`,
+    LATCHKEY_DATA_DIR: dataDir,
+    LATCHKEY_STATIC_DIR: join(ROOT, 'static'),
+    LATCHKEY_CACHE_REFRESH: '1s',
+    LATCHKEY_LOG: 'warn',
+    ...extraEnv,
+  };
+  let output = '';
+  const child = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const exited = once(child, 'exit');
+
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`latchkey serve exited with ${child.exitCode}:\n${output}`);
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`latchkey serve was not ready within 30 s:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  return {
+    origin: `http://localhost:${port}`,
+    env,
+    logs: () => output,
+    admin: (...args) =>
+      new Promise((resolve, reject) => {
+        execFile(BIN, ['admin', ...args], { env, timeout: 30_000 }, (error, stdout, stderr) => {
+          if (error) reject(new Error(`latchkey admin ${args.join(' ')} failed: ${stderr || error.message}`));
+          else resolve(stdout);
+        });
+      }),
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+/**
+ * A fresh browser context (its own IndexedDB, cookies and service worker: a "device") with
+ * one page and a virtual platform authenticator on it.
+ * @param {import('playwright-core').Browser} browser
+ */
+export async function newDevice(browser) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const authenticator = await addAuthenticator(context, page);
+  return { context, page, ...authenticator };
+}
+
+/** Adds a virtual authenticator to one page (it belongs to that page and survives reloads). */
+export async function addAuthenticator(context, page) {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2',
+      transport: 'internal',
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  return { cdp, authenticatorId };
+}
+
+/** CDP's standard base64 to base64url. */
+export const toB64url = (b64) => b64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+
+export async function credentialsOn(cdp, authenticatorId) {
+  return (await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials;
+}
+
+// ------------------------------------------------------------------------------ page helpers
+
+export const premiumArea = (page) => page.getByRole('status', { name: 'Premium', exact: true });
+
+/** Waits until the premium verdict reads exactly `text`. */
+export async function expectVerdict(page, text, timeout = 15_000) {
+  try {
+    await premiumArea(page).getByText(text, { exact: true }).waitFor({ timeout });
+  } catch (error) {
+    const shown = await page.locator('#verdict').textContent().catch(() => '(no page)');
+    const problem = await page.locator('#error').textContent().catch(() => '');
+    throw new Error(`expected verdict "${text}", page shows "${shown}"${problem ? ` (error: ${problem})` : ''}`, { cause: error });
+  }
+}
+
+/** Waits for any text on the page, failing with what the page shows instead. */
+export async function expectText(page, text, timeout = 15_000) {
+  try {
+    await page.getByText(text, { exact: true }).first().waitFor({ timeout });
+  } catch (error) {
+    const problem = await page.locator('#error').textContent().catch(() => '');
+    const activity = await page.locator('#activity').textContent().catch(() => '');
+    throw new Error(`expected "${text}"; activity "${activity}", error "${problem}"`, { cause: error });
+  }
+}
+
+export async function waitForServiceWorker(page) {
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.ready;
+    if (!navigator.serviceWorker.controller) {
+      await new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }));
+    }
+  });
+}
+
+/** Clicks a button and waits until the action it started has finished. */
+export async function clickAndSettle(page, name) {
+  await page.getByRole('button', { name, exact: true }).click();
+  await page.locator('main[aria-busy="false"]').waitFor({ timeout: 30_000 });
+}
+
+/** Creates a passkey for `username` through the page and waits until signed in. */
+export async function register(page, username) {
+  await page.getByRole('textbox', { name: 'Username' }).fill(username);
+  await page.getByRole('button', { name: 'Create passkey' }).click();
+  await expectText(page, `Signed in as ${username}`);
+}
+
+/**
+ * The issue's main path: create a passkey, grant premium with the CLI, sign in, get a
+ * license, and wait for "Premium unlocked" and for the service worker to control the page
+ * (so that the page can go offline right after).
+ */
+export async function premiumUser(page, server, username, { serviceWorker = true } = {}) {
+  await page.goto(server.origin);
+  await register(page, username);
+  await server.admin('grant', username, 'premium');
+  await clickAndSettle(page, 'Sign in with passkey');
+  await expectText(page, `Signed in as ${username}`);
+  await clickAndSettle(page, 'Get offline license');
+  await expectVerdict(page, 'Premium unlocked');
+  if (serviceWorker) await waitForServiceWorker(page);
+}
+
+/** Reads one value of the client's IndexedDB `kv` store (a copy: CryptoKeys do not cross over). */
+export function readKv(page, key) {
+  return page.evaluate(
+    (key) =>
+      new Promise((resolve, reject) => {
+        const open = indexedDB.open('latchkey', 1);
+        open.onupgradeneeded = () => open.result.createObjectStore('kv');
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const req = open.result.transaction('kv').objectStore('kv').get(key);
+          req.onsuccess = () => {
+            open.result.close();
+            const v = req.result;
+            // CryptoKeys cannot leave the page; keep the rest of the record.
+            if (v && typeof v === 'object' && 'privateKey' in v) resolve({ ...v, privateKey: null, publicKey: null });
+            else resolve(v);
+          };
+          req.onerror = () => reject(req.error);
+        };
+      }),
+    key,
+  );
+}
+
+/** Writes (or, with null, deletes) values of the client's IndexedDB `kv` store. */
+export function writeKv(page, entries) {
+  return page.evaluate(
+    (entries) =>
+      new Promise((resolve, reject) => {
+        const open = indexedDB.open('latchkey', 1);
+        open.onupgradeneeded = () => open.result.createObjectStore('kv');
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const tx = open.result.transaction('kv', 'readwrite');
+          for (const [k, v] of Object.entries(entries)) {
+            if (v === null) tx.objectStore('kv').delete(k);
+            else tx.objectStore('kv').put(v, k);
+          }
+          tx.oncomplete = () => {
+            open.result.close();
+            resolve();
+          };
+          tx.onerror = () => reject(tx.error);
+        };
+      }),
+    entries,
+  );
+}
+
+/** The stored license of the current user: `{sub, token, claims}`. */
+export async function storedLicense(page) {
+  const sub = await readKv(page, 'current');
+  const record = sub ? await readKv(page, `license:${sub}`) : null;
+  if (!record) return null;
+  const payload = record.token.split('.')[1];
+  const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+  return { sub, token: record.token, claims };
+}

@@ -1,0 +1,128 @@
+// Offline licenses in the demo PWA: premium keeps working with no network, and the stored
+// license cannot be edited, rolled back or carried to another device.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as h from './harness.mjs';
+
+const skip = h.missingPrerequisite();
+
+describe('offline license', { skip: skip ?? false, timeout: 300_000 }, () => {
+  let server;
+  let browser;
+  before(async () => {
+    server = await h.startServer();
+    browser = await h.launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('premium stays unlocked offline on a reload served by the service worker', h.TEST, async () => {
+    const { context, page } = await h.newDevice(browser);
+    try {
+      await h.premiumUser(page, server, 'olivia');
+      await context.setOffline(true);
+      const response = await page.reload();
+      assert.equal(response.fromServiceWorker(), true, 'the offline page comes from the service worker');
+      assert.equal(await page.evaluate(() => fetch('/api/me').then(() => 'reached', () => 'failed')), 'failed');
+      await h.expectVerdict(page, 'Premium unlocked');
+      await h.expectText(page, 'Offline');
+      const area = await h.premiumArea(page).textContent();
+      assert.match(area, /License expires /);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('a license edited in IndexedDB is refused: signature invalid', h.TEST, async () => {
+    const { context, page } = await h.newDevice(browser);
+    try {
+      await h.premiumUser(page, server, 'edith');
+      const { sub, token, claims } = await h.storedLicense(page);
+      // Push the expiry out by a year and keep the old signature.
+      const [header, , signature] = token.split('.');
+      const edited = Buffer.from(JSON.stringify({ ...claims, exp: claims.exp + 365 * 86400 })).toString('base64url');
+      await h.writeKv(page, { [`license:${sub}`]: { token: `${header}.${edited}.${signature}`, storedAt: Date.now() } });
+      await context.setOffline(true);
+      await page.reload();
+      await h.expectVerdict(page, 'Locked: signature invalid');
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('an older license swapped back in is refused', h.TEST, async () => {
+    const { context, page } = await h.newDevice(browser);
+    try {
+      await h.premiumUser(page, server, 'oscar');
+      const older = await h.storedLicense(page);
+      // iat has one-second resolution: wait for the service's next second (same machine clock).
+      const nextSecond = (older.claims.iat + 1) * 1000 - Date.now();
+      if (nextSecond > 0) await new Promise((r) => setTimeout(r, nextSecond + 20));
+      await h.clickAndSettle(page, 'Get offline license');
+      const newer = await h.storedLicense(page);
+      assert.ok(newer.claims.iat > older.claims.iat, 'a newer license was stored');
+      await h.expectVerdict(page, 'Premium unlocked');
+      await h.writeKv(page, { [`license:${older.sub}`]: { token: older.token, storedAt: Date.now() } });
+      await context.setOffline(true);
+      await page.reload();
+      await h.expectVerdict(page, 'Locked: older license');
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('license and key records copied into another browser profile: bound to another device', h.TEST, async () => {
+    const first = await h.newDevice(browser);
+    const second = await h.newDevice(browser);
+    try {
+      await h.premiumUser(first.page, server, 'carla');
+      const sub = await h.readKv(first.page, 'current');
+      const device = await h.readKv(first.page, 'device');
+      const copied = { current: sub };
+      for (const key of ['jwks', 'hwm', `license:${sub}`, `newest-iat:${sub}`]) copied[key] = await h.readKv(first.page, key);
+      const { claims } = await h.storedLicense(first.page);
+      const statusKey = `status:${claims.status.status_list.uri}`;
+      copied[statusKey] = await h.readKv(first.page, statusKey);
+
+      // 1. The records alone: this profile has no device key.
+      await second.page.goto(server.origin);
+      await h.expectVerdict(second.page, 'Locked: no license');
+      await h.writeKv(second.page, copied);
+      await second.page.reload();
+      await h.expectVerdict(second.page, 'Locked: bound to another device');
+
+      // 2. This profile's own device key: another thumbprint.
+      await second.page.evaluate(async () => {
+        const { createLatchkey } = await import('/latchkey.js');
+        await createLatchkey().ensureDeviceKey();
+      });
+      await second.page.reload();
+      await h.expectVerdict(second.page, 'Locked: bound to another device');
+
+      // 3. The first device's public key record spliced in: the thumbprint matches, but the
+      //    private key here cannot sign for it.
+      await second.page.evaluate(async (publicJwk) => {
+        const open = indexedDB.open('latchkey', 1);
+        await new Promise((r) => (open.onsuccess = r));
+        const store = open.result.transaction('kv', 'readwrite').objectStore('kv');
+        const req = store.get('device');
+        await new Promise((r) => (req.onsuccess = r));
+        store.put({ ...req.result, publicJwk }, 'device');
+        await new Promise((r) => (store.transaction.oncomplete = r));
+        open.result.close();
+      }, device.publicJwk);
+      await second.page.reload();
+      await h.expectVerdict(second.page, 'Locked: bound to another device');
+
+      // The original device still has premium.
+      await first.page.reload();
+      await h.expectVerdict(first.page, 'Premium unlocked');
+    } finally {
+      await first.context.close();
+      await second.context.close();
+    }
+  });
+});

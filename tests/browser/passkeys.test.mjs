@@ -1,0 +1,162 @@
+// Passkeys in the demo PWA: offline unlock against the license's signed passkey keys,
+// autofill (conditional mediation) sign-in, self-service, and the DPoP-bound premium API.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import * as h from './harness.mjs';
+
+const skip = h.missingPrerequisite();
+
+describe('passkeys', { skip: skip ?? false, timeout: 300_000 }, () => {
+  let server;
+  let browser;
+  before(async () => {
+    server = await h.startServer();
+    browser = await h.launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('offline unlock works with the passkey and fails with another authenticator', h.TEST, async () => {
+    const device = await h.newDevice(browser);
+    const { context, page } = device;
+    try {
+      await h.premiumUser(page, server, 'ursula');
+      await context.setOffline(true);
+      await page.reload();
+      await h.expectVerdict(page, 'Premium unlocked');
+
+      const unlockResult = page.getByRole('status', { name: 'Passkey unlock' });
+      await h.clickAndSettle(page, 'Unlock with passkey');
+      assert.equal(await unlockResult.textContent(), 'Passkey confirmed for ursula');
+
+      // A fresh authenticator holding a credential with the same id but another private key:
+      // the browser offers it, and the local check against the license's cks key refuses it.
+      const [original] = await h.credentialsOn(device.cdp, device.authenticatorId);
+      await device.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: device.authenticatorId });
+      const other = await h.addAuthenticator(context, page);
+      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      await other.cdp.send('WebAuthn.addCredential', {
+        authenticatorId: other.authenticatorId,
+        credential: {
+          credentialId: original.credentialId,
+          isResidentCredential: true,
+          rpId: 'localhost',
+          privateKey: privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'),
+          userHandle: original.userHandle,
+          signCount: 0,
+        },
+      });
+      await h.clickAndSettle(page, 'Unlock with passkey');
+      assert.equal(await unlockResult.textContent(), 'Passkey not confirmed: signature invalid');
+
+      // An authenticator with an unrelated credential has nothing the license names.
+      await other.cdp.send('WebAuthn.clearCredentials', { authenticatorId: other.authenticatorId });
+      await other.cdp.send('WebAuthn.addCredential', {
+        authenticatorId: other.authenticatorId,
+        credential: {
+          credentialId: Buffer.from('another-credential-id').toString('base64'),
+          isResidentCredential: true,
+          rpId: 'localhost',
+          privateKey: privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'),
+          userHandle: original.userHandle,
+          signCount: 0,
+        },
+      });
+      const result = await page.evaluate(async () => {
+        const { createLatchkey } = await import('/latchkey.js');
+        return createLatchkey().unlockWithPasskey({ timeout: 5_000 });
+      });
+      assert.equal(result.ok, false);
+      assert.equal(result.reason, 'cancelled');
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('autofill: sign-out and page load start a conditional request that signs the user in', h.TEST, async () => {
+    const { context, page } = await h.newDevice(browser);
+    try {
+      await page.addInitScript(() => {
+        window.__mediations = [];
+        const get = navigator.credentials.get.bind(navigator.credentials);
+        navigator.credentials.get = (options) => {
+          window.__mediations.push(options?.mediation ?? 'optional');
+          return get(options);
+        };
+      });
+      await page.goto(server.origin);
+      assert.equal(await page.getByRole('textbox', { name: 'Username' }).getAttribute('autocomplete'), 'username webauthn');
+      await h.register(page, 'ada');
+
+      // Signing out ends the session and arms autofill again; the virtual authenticator
+      // answers a conditional request by itself (a person would pick the passkey).
+      const logout = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/logout');
+      await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+      assert.equal((await logout).status(), 204);
+      await h.expectText(page, 'Signed in as ada.');
+
+      // A browser whose session cookie is gone but that still holds the passkey: on load.
+      await context.clearCookies();
+      await page.reload();
+      await h.expectText(page, 'Signed in as ada');
+      await page.getByRole('heading', { name: 'My passkeys' }).waitFor();
+      assert.deepEqual(await page.evaluate(() => window.__mediations), ['conditional']);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('my passkeys: add, rename and remove, but not the last one', h.TEST, async () => {
+    const device = await h.newDevice(browser);
+    const { context, page } = device;
+    try {
+      await page.goto(server.origin);
+      await h.register(page, 'pat');
+      const list = page.getByRole('list').filter({ has: page.getByRole('button', { name: /^Remove passkey/ }) });
+      await list.getByRole('listitem').first().waitFor();
+      const firstName = (await list.getByRole('listitem').first().locator('.passkey-name').textContent()).trim();
+
+      await page.getByRole('textbox', { name: `New name for ${firstName}` }).fill('Work laptop');
+      await h.clickAndSettle(page, `Rename passkey ${firstName}`);
+      await page.getByRole('button', { name: 'Rename passkey Work laptop' }).waitFor();
+
+      // A second passkey from a second authenticator (the first one would be excluded).
+      await device.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: device.authenticatorId });
+      await h.addAuthenticator(context, page);
+      await h.clickAndSettle(page, 'Add a passkey');
+      await h.expectText(page, 'Passkey added.');
+      assert.equal(await list.getByRole('listitem').count(), 2);
+
+      const second = list.getByRole('listitem').filter({ hasNot: page.getByRole('button', { name: 'Rename passkey Work laptop' }) });
+      const secondName = (await second.locator('.passkey-name').textContent()).trim();
+      await page.getByRole('button', { name: `Remove passkey ${secondName}` }).click();
+      await h.clickAndSettle(page, `Yes, remove passkey ${secondName}`);
+      await h.expectText(page, `Removed ${secondName}.`);
+      assert.equal(await list.getByRole('listitem').count(), 1);
+
+      // The last passkey stays: the service refuses, and the page says why.
+      await page.getByRole('button', { name: 'Remove passkey Work laptop' }).click();
+      await h.clickAndSettle(page, 'Yes, remove passkey Work laptop');
+      assert.notEqual((await page.getByRole('alert').textContent()).trim(), '');
+      assert.equal(await list.getByRole('listitem').count(), 1);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('the premium API answers a DPoP-bound license call', h.TEST, async () => {
+    const { context, page } = await h.newDevice(browser);
+    try {
+      await h.premiumUser(page, server, 'paula');
+      await h.clickAndSettle(page, 'Call premium API');
+      const said = await page.getByRole('status', { name: 'Premium API' }).textContent();
+      assert.match(said, /^Premium API says: /);
+    } finally {
+      await context.close();
+    }
+  });
+});
