@@ -22,11 +22,11 @@ use crate::config::{Common, ServeArgs};
 use crate::error::{AppError, Result};
 use crate::license::dpop::NonceKey;
 use crate::license::keys::{arc_swap_lite::Swap, Kek, Keyring, SharedKeyring};
-use crate::revocation::StatusLists;
 use crate::middleware::RateLimiter;
+use crate::revocation::StatusLists;
 use crate::store::sessions::SessionDb;
-use std::sync::atomic::{AtomicI64, Ordering};
 use crate::store::Store;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Settings the handlers read, derived once from the configuration.
 #[derive(Debug, Clone)]
@@ -102,7 +102,11 @@ impl AppState {
             max_pending_ceremonies: serve.max_pending_ceremonies.max(1),
         };
         let rate_limiter = RateLimiter::new(
-            [serve.rate_limit_ceremonies, serve.rate_limit_licenses, serve.rate_limit_admin],
+            [
+                serve.rate_limit_ceremonies,
+                serve.rate_limit_licenses,
+                serve.rate_limit_admin,
+            ],
             serve.trust_forwarded_for,
         );
         let pending_ceremonies = Arc::new(AtomicI64::new(store.pending_ceremonies().await?));
@@ -200,9 +204,18 @@ pub fn build_router(state: AppState, static_dir: PathBuf, body_limit: usize) -> 
         ))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(body_limit, limit_body))
-        .layer(middleware::from_fn_with_state(state.rate_limiter.clone(), crate::middleware::rate_limit))
-        .layer(middleware::from_fn_with_state(state.settings.request_timeout, crate::middleware::timeout))
-        .layer(middleware::from_fn_with_state(state.settings.https, crate::middleware::security_headers))
+        .layer(middleware::from_fn_with_state(
+            state.rate_limiter.clone(),
+            crate::middleware::rate_limit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.settings.request_timeout,
+            crate::middleware::timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.settings.https,
+            crate::middleware::security_headers,
+        ))
         .layer(middleware::from_fn(crate::middleware::trace))
         .with_state(state)
 }

@@ -206,7 +206,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
     /// Address of the Prometheus `/metrics` listener, or `off`.
-    #[arg(long, env = "LATCHKEY_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    #[arg(
+        long,
+        env = "LATCHKEY_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
     pub metrics_listen: String,
     /// Longest time a request may take before it is answered with 503.
     #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -224,7 +228,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
     /// Most ceremonies in progress at once; new ones get 503 beyond it.
-    #[arg(long, env = "LATCHKEY_MAX_PENDING_CEREMONIES", default_value_t = 100_000)]
+    #[arg(
+        long,
+        env = "LATCHKEY_MAX_PENDING_CEREMONIES",
+        default_value_t = 100_000
+    )]
     pub max_pending_ceremonies: i64,
     /// Largest number of database connections.
     #[arg(long, env = "LATCHKEY_DB_MAX_CONNECTIONS", default_value_t = 16)]

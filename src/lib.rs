@@ -9,12 +9,12 @@ pub mod app;
 pub mod config;
 /// The problem+json error type.
 pub mod error;
+/// Licenses: signing keys, minting, DPoP, verification.
+pub mod license;
 /// Prometheus metrics.
 pub mod metrics;
 /// Security headers, request ids, timeouts, rate limits.
 pub mod middleware;
-/// Licenses: signing keys, minting, DPoP, verification.
-pub mod license;
 /// Passkey registration, sign-in and self-service.
 pub mod passkey;
 /// Status lists that carry revocations to offline apps.

@@ -59,14 +59,16 @@ async fn serve(common: &latchkey::config::Common, args: &ServeArgs) -> anyhow::R
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (LATCHKEY_LISTEN): {e}", args.listen))?;
     let upkeep = latchkey::app::spawn_upkeep(state.clone(), args.cache_refresh);
     if args.metrics_listen != "off" {
-        let addr: std::net::SocketAddr = args
-            .metrics_listen
-            .parse()
-            .map_err(|_| anyhow::anyhow!("LATCHKEY_METRICS_LISTEN must be an address such as 127.0.0.1:9464, or off"))?;
-        let handle = latchkey::metrics::install().ok_or_else(|| anyhow::anyhow!("cannot install the metrics recorder"))?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (LATCHKEY_METRICS_LISTEN): {e}"))?;
+        let addr: std::net::SocketAddr = args.metrics_listen.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "LATCHKEY_METRICS_LISTEN must be an address such as 127.0.0.1:9464, or off"
+            )
+        })?;
+        let handle = latchkey::metrics::install()
+            .ok_or_else(|| anyhow::anyhow!("cannot install the metrics recorder"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {addr} (LATCHKEY_METRICS_LISTEN): {e}")
+        })?;
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, latchkey::metrics::router(handle)).await {
                 tracing::warn!(error = %err, "metrics listener stopped");

@@ -13,7 +13,9 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
                 .ok()?
@@ -33,22 +35,34 @@ pub fn router(handle: PrometheusHandle) -> Router {
             let handle = handle.clone();
             async move {
                 handle.run_upkeep();
-                ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    handle.render(),
+                )
             }
         }),
     )
 }
 
 pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
     metrics::counter!("latchkey_http_requests_total", &labels).increment(1);
     let labels = [("method", method.to_owned()), ("route", route.to_owned())];
-    metrics::histogram!("latchkey_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    metrics::histogram!("latchkey_http_request_duration_seconds", &labels)
+        .record(elapsed.as_secs_f64());
 }
 
 /// A ceremony finished: `kind` is registration, sign-in…; `outcome` success or a failure slug.
 pub fn ceremony(kind: &'static str, outcome: &str) {
-    metrics::counter!("latchkey_ceremonies_total", "kind" => kind, "outcome" => outcome.to_owned()).increment(1);
+    metrics::counter!("latchkey_ceremonies_total", "kind" => kind, "outcome" => outcome.to_owned())
+        .increment(1);
 }
 
 pub fn license_minted() {

@@ -23,10 +23,14 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 /// Security headers on every response; HSTS only when the public origin is https.
 pub async fn security_headers(State(https): State<bool>, request: Request, next: Next) -> Response {
     let is_sw = request.uri().path() == "/sw.js";
+    let is_api = request.uri().path().starts_with("/api/");
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
-        h.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     };
     set(h, "content-security-policy", CSP);
     set(h, "x-content-type-options", "nosniff");
@@ -34,14 +38,25 @@ pub async fn security_headers(State(https): State<bool>, request: Request, next:
     set(h, "cross-origin-opener-policy", "same-origin");
     set(h, "cross-origin-resource-policy", "same-origin");
     set(h, "x-frame-options", "DENY");
-    set(h, "permissions-policy", "publickey-credentials-get=(self), publickey-credentials-create=(self)");
+    set(
+        h,
+        "permissions-policy",
+        "publickey-credentials-get=(self), publickey-credentials-create=(self)",
+    );
     if https {
-        set(h, "strict-transport-security", "max-age=31536000; includeSubDomains");
+        set(
+            h,
+            "strict-transport-security",
+            "max-age=31536000; includeSubDomains",
+        );
     }
     if is_sw {
         // The service worker must be re-checked on every load so updates are picked up.
         set(h, "cache-control", "no-cache");
         set(h, "service-worker-allowed", "/");
+    } else if is_api && !h.contains_key(header::CACHE_CONTROL) {
+        // API answers carry sessions, challenges, tokens or personal data unless they say otherwise.
+        set(h, "cache-control", "no-store");
     } else if !h.contains_key(header::CACHE_CONTROL) {
         // Pages and assets: revalidate (ETag / Last-Modified) rather than trust a stale copy.
         set(h, "cache-control", "no-cache");
@@ -56,7 +71,11 @@ pub async fn trace(request: Request, next: Next) -> Response {
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let route = request
@@ -88,7 +107,10 @@ pub async fn timeout(State(limit): State<Duration>, request: Request, next: Next
 
 /// Which rate-limit bucket a path belongs to, if any.
 fn class_of(path: &str) -> Option<usize> {
-    if path.starts_with("/api/register/") || path.starts_with("/api/login/") || path.starts_with("/api/me/passkeys") {
+    if path.starts_with("/api/register/")
+        || path.starts_with("/api/login/")
+        || path.starts_with("/api/me/passkeys")
+    {
         Some(0)
     } else if path == "/api/licenses" {
         Some(1)
@@ -113,7 +135,11 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(per_minute: [u32; 3], trust_forwarded_for: bool) -> Arc<Self> {
-        Arc::new(Self { per_minute, trust_forwarded_for, buckets: Mutex::new(HashMap::new()) })
+        Arc::new(Self {
+            per_minute,
+            trust_forwarded_for,
+            buckets: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Takes one token; on refusal returns the seconds until one is available.
@@ -125,7 +151,9 @@ impl RateLimiter {
         let capacity = f64::from(rate);
         let per_sec = capacity / 60.0;
         let now = Instant::now();
-        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
         if buckets.len() > 100_000 {
             // Forget clients that have been quiet long enough to be full again.
             buckets.retain(|_, (_, at)| now.duration_since(*at).as_secs_f64() * per_sec < capacity);
@@ -157,11 +185,18 @@ impl RateLimiter {
                 return forwarded;
             }
         }
-        request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
     }
 }
 
-pub async fn rate_limit(State(limiter): State<Arc<RateLimiter>>, request: Request, next: Next) -> Response {
+pub async fn rate_limit(
+    State(limiter): State<Arc<RateLimiter>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let (Some(class), Some(ip)) = (class_of(request.uri().path()), limiter.client_ip(&request)) {
         if let Err(retry_after_secs) = limiter.take(ip, class) {
             tracing::info!(%ip, class, "rate limited");
@@ -183,13 +218,29 @@ mod tests {
     #[tokio::test]
     async fn a_request_over_the_time_limit_gets_a_503_problem() {
         let app = Router::new()
-            .route("/slow", get(|| async { tokio::time::sleep(Duration::from_secs(5)).await; "late" }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
             .route("/fast", get(|| async { "ok" }))
-            .layer(axum::middleware::from_fn_with_state(Duration::from_millis(50), timeout));
-        let slow = app.clone().oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
+            .layer(axum::middleware::from_fn_with_state(
+                Duration::from_millis(50),
+                timeout,
+            ));
+        let slow = app
+            .clone()
+            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(slow.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(slow.headers()["content-type"], "application/problem+json");
-        let fast = app.oneshot(Request::get("/fast").body(Body::empty()).unwrap()).await.unwrap();
+        let fast = app
+            .oneshot(Request::get("/fast").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(fast.status(), axum::http::StatusCode::OK);
     }
 
@@ -201,7 +252,10 @@ mod tests {
         assert!(limiter.take(ip, 0).is_ok());
         let retry = limiter.take(ip, 0).unwrap_err();
         assert!((1..=30).contains(&retry), "{retry}");
-        assert!(limiter.take("10.0.0.2".parse().unwrap(), 0).is_ok(), "per address");
+        assert!(
+            limiter.take("10.0.0.2".parse().unwrap(), 0).is_ok(),
+            "per address"
+        );
         for _ in 0..100 {
             assert!(limiter.take(ip, 1).is_ok(), "0 means no limit");
         }

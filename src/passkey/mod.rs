@@ -77,9 +77,13 @@ async fn begin_ceremony<S: Serialize>(
         state.store.drop_ceremony(&old).await?;
     } else {
         // Anonymous starts must not grow the database without bound.
-        let pending = state.pending_ceremonies.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pending = state
+            .pending_ceremonies
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if pending >= state.settings.max_pending_ceremonies {
-            return Err(AppError::Unavailable("too many ceremonies in progress".into()));
+            return Err(AppError::Unavailable(
+                "too many ceremonies in progress".into(),
+            ));
         }
     }
     state

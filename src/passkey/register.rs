@@ -184,7 +184,14 @@ async fn store_passkey(
         detail: None,
     };
     state.store.audit(&event, now()).await?;
-    crate::metrics::ceremony(if is_new_user { "registration" } else { "add-passkey" }, "success");
+    crate::metrics::ceremony(
+        if is_new_user {
+            "registration"
+        } else {
+            "add-passkey"
+        },
+        "success",
+    );
     Ok(credential_id)
 }
 

@@ -32,7 +32,10 @@ pub struct SessionDb {
 
 impl SessionDb {
     pub fn new(store: Store, anonymous_ttl: i64) -> Self {
-        Self { store, anonymous_ttl }
+        Self {
+            store,
+            anonymous_ttl,
+        }
     }
 }
 
@@ -87,7 +90,10 @@ fn columns(record: &Record, anonymous_ttl: i64) -> StoreResult<Columns> {
         data: serde_json::to_string(&record.data).map_err(|e| StoreError::Encode(e.to_string()))?,
         expires_at: match text(USER_ID) {
             Some(_) => record.expiry_date.unix_timestamp(),
-            None => record.expiry_date.unix_timestamp().min(super::now() + anonymous_ttl),
+            None => record
+                .expiry_date
+                .unix_timestamp()
+                .min(super::now() + anonymous_ttl),
         },
     })
 }

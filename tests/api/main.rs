@@ -9,6 +9,7 @@ mod account;
 mod admin;
 mod hardening;
 mod licenses;
+mod operations;
 mod registration;
 mod signin;
 mod status;

@@ -64,6 +64,7 @@ export async function startServer(extraEnv = {}) {
     LATCHKEY_STATIC_DIR: join(ROOT, 'static'),
     LATCHKEY_CACHE_REFRESH: '1s',
     LATCHKEY_LOG: 'warn',
+    LATCHKEY_METRICS_LISTEN: 'off',
     ...extraEnv,
   };
   let output = '';
