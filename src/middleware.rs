@@ -180,7 +180,7 @@ impl RateLimiter {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
                 .filter_map(|v| v.trim().parse::<IpAddr>().ok())
-                .last();
+                .next_back();
             if forwarded.is_some() {
                 return forwarded;
             }

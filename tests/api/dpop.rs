@@ -1,4 +1,5 @@
 //! Device keys for tests: make DPoP proofs the way latchkey.js does.
+#![allow(dead_code)] // shared with examples/loadgen.rs, which uses a part of it
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -7,9 +7,12 @@ mod helpers;
 
 mod account;
 mod admin;
+mod faults;
 mod hardening;
 mod licenses;
 mod operations;
+mod process;
 mod registration;
+mod scale;
 mod signin;
 mod status;

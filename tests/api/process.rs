@@ -10,11 +10,14 @@ pub struct ServerProcess {
     pub child: Child,
     pub port: u16,
     pub log: PathBuf,
-    pub env: Vec<(String, String)>,
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl ServerProcess {
@@ -39,7 +42,7 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        let server = Self { child, port, log, env: all };
+        let server = Self { child, port, log };
         server.wait_ready().await;
         server
     }
@@ -57,7 +60,11 @@ impl ServerProcess {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "server did not become ready; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "server did not become ready; log:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -72,7 +79,11 @@ impl ServerProcess {
     }
 
     pub fn terminate(&self) {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -82,7 +93,11 @@ impl ServerProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not exit; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit; log:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
