@@ -116,6 +116,7 @@ pub(super) async fn finish(
     AppJson(credential): AppJson<PublicKeyCredential>,
 ) -> Result<Json<Value>> {
     let ceremony: Ceremony = take_ceremony(&state, &session, KIND).await?;
+    super::check_credential_shape(&credential.id, &credential.raw_id, &credential.type_)?;
     let credential_id = b64(credential.get_credential_id());
     let audit_failure = |reason: &'static str, user: Option<String>| {
         let state = state.clone();

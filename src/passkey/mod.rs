@@ -119,6 +119,24 @@ async fn take_ceremony<S: DeserializeOwned>(
         .map_err(|e| AppError::Internal(anyhow::Error::from(e).context("ceremony state")))
 }
 
+/// The outer fields of a `PublicKeyCredential` JSON that webauthn-rs leaves
+/// unchecked: `type` must be "public-key" and `id` must be `rawId` in base64url.
+fn check_credential_shape(id: &str, raw_id: &[u8], kind: &str) -> Result<()> {
+    if kind != "public-key" {
+        return Err(AppError::bad_request(
+            "malformed-credential",
+            "credential type must be \"public-key\"",
+        ));
+    }
+    if id != b64(raw_id) {
+        return Err(AppError::bad_request(
+            "malformed-credential",
+            "credential id and rawId differ",
+        ));
+    }
+    Ok(())
+}
+
 /// Maps a WebAuthn verification failure to a client error; never a 500.
 fn ceremony_failed(err: WebauthnError) -> AppError {
     use WebauthnError as E;

@@ -102,6 +102,7 @@ async fn store_passkey(
     credential: &RegisterPublicKeyCredential,
     client: &ClientInfo,
 ) -> Result<String> {
+    super::check_credential_shape(&credential.id, &credential.raw_id, &credential.type_)?;
     if credential.raw_id.len() > super::MAX_CREDENTIAL_ID_BYTES {
         return Err(AppError::bad_request(
             "malformed-credential",

@@ -12,6 +12,7 @@ mod hardening;
 mod licenses;
 mod operations;
 mod process;
+mod properties;
 mod registration;
 mod scale;
 mod signin;
