@@ -195,6 +195,7 @@ pub fn build_router(state: AppState, static_dir: PathBuf, body_limit: usize) -> 
         .merge(crate::admin::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .route_service("/admin", admin_page)
         .fallback_service(pages)
         .layer(sessions)
@@ -220,11 +221,30 @@ pub fn build_router(state: AppState, static_dir: PathBuf, body_limit: usize) -> 
         .with_state(state)
 }
 
-async fn healthz() -> &'static str {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "The process is up",
+    responses(
+        (status = 200, description = "ok", body = String, content_type = "text/plain")
+    )
+)]
+pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(store): State<Store>) -> Result<&'static str> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "The database can take writes",
+    responses(
+        (status = 200, description = "ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "Database unavailable", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn readyz(State(store): State<Store>) -> Result<&'static str> {
     tokio::time::timeout(Duration::from_secs(1), store.ping())
         .await
         .map_err(|_| AppError::Unavailable("database ping timed out".into()))??;

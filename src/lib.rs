@@ -15,6 +15,8 @@ pub mod license;
 pub mod metrics;
 /// Security headers, request ids, timeouts, rate limits.
 pub mod middleware;
+/// The OpenAPI document.
+pub mod openapi;
 /// Passkey registration, sign-in and self-service.
 pub mod passkey;
 /// Status lists that carry revocations to offline apps.

@@ -61,7 +61,18 @@ fn limit(requested: Option<i64>) -> i64 {
     requested.unwrap_or(50).clamp(1, 200)
 }
 
-pub(super) async fn overview(State(state): State<AppState>, _admin: Admin) -> Result<Response> {
+#[utoipa::path(
+    get,
+    path = "/api/admin/overview",
+    tag = "admin",
+    summary = "Counts and 30 days of activity",
+    responses(
+        (status = 200, description = "Overview", body = crate::openapi::Overview),
+        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn overview(State(state): State<AppState>, _admin: Admin) -> Result<Response> {
     let now = now();
     let counts = state.store.counts(now).await?;
     let today = now.div_euclid(86_400);
@@ -93,13 +104,25 @@ pub(super) async fn overview(State(state): State<AppState>, _admin: Admin) -> Re
 }
 
 #[derive(Deserialize)]
-pub(super) struct UserQuery {
+pub(crate) struct UserQuery {
     q: Option<String>,
     cursor: Option<String>,
     limit: Option<i64>,
 }
 
-pub(super) async fn list_users(
+#[utoipa::path(
+    get,
+    path = "/api/admin/users",
+    tag = "admin",
+    summary = "Search users",
+    params(("q" = Option<String>, Query, description = "part of a username, or a user id"), ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")),
+    responses(
+        (status = 200, description = "A page of users", body = crate::openapi::UserPage),
+        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn list_users(
     State(state): State<AppState>,
     _admin: Admin,
     Query(q): Query<UserQuery>,
@@ -124,7 +147,20 @@ pub(super) async fn list_users(
     ))
 }
 
-pub(super) async fn user_detail(
+#[utoipa::path(
+    get,
+    path = "/api/admin/users/{id}",
+    tag = "admin",
+    summary = "A user with passkeys, licenses, entitlements and sessions",
+    params(("id" = String, Path, description = "user id")),
+    responses(
+        (status = 200, description = "The user", body = crate::openapi::UserDetail),
+        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn user_detail(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,
@@ -171,12 +207,30 @@ pub(super) async fn user_detail(
 }
 
 #[derive(Deserialize)]
-pub(super) struct Grant {
+pub(crate) struct Grant {
     name: String,
     expires_at: Option<String>,
 }
 
-pub(super) async fn grant(
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{id}/entitlements",
+    tag = "admin",
+    summary = "Grant an entitlement",
+    request_body = crate::openapi::Grant,
+    params(("id" = String, Path, description = "user id")),
+    responses(
+        (status = 201, description = "Granted", body = crate::openapi::Granted),
+        (status = 400, description = "Invalid name or expiry", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn grant(
     State(state): State<AppState>,
     admin: Admin,
     client: ClientInfo,
@@ -229,7 +283,23 @@ pub(super) async fn grant(
         .into_response())
 }
 
-pub(super) async fn remove_entitlement(
+#[utoipa::path(
+    delete,
+    path = "/api/admin/users/{id}/entitlements/{name}",
+    tag = "admin",
+    summary = "Remove an entitlement; revokes the licenses carrying it",
+    params(("id" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user or entitlement", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn remove_entitlement(
     State(state): State<AppState>,
     admin: Admin,
     client: ClientInfo,
@@ -266,11 +336,30 @@ pub(super) async fn remove_entitlement(
 }
 
 #[derive(Deserialize)]
-pub(super) struct RoleChangeRequest {
+pub(crate) struct RoleChangeRequest {
     role: String,
 }
 
-pub(super) async fn change_role(
+#[utoipa::path(
+    patch,
+    path = "/api/admin/users/{id}",
+    tag = "admin",
+    summary = "Change a role (needs a recent sign-in)",
+    request_body = crate::openapi::RoleChange,
+    params(("id" = String, Path, description = "user id")),
+    responses(
+        (status = 200, description = "The user", body = crate::openapi::User),
+        (status = 400, description = "Invalid role", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last admin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn change_role(
     State(state): State<AppState>,
     admin: Admin,
     client: ClientInfo,
@@ -313,7 +402,24 @@ pub(super) async fn change_role(
     Ok(no_store(user_json(&user)))
 }
 
-pub(super) async fn disable(
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{id}/disable",
+    tag = "admin",
+    summary = "Disable a user: sessions end, licenses revoked, sign-in refused",
+    params(("id" = String, Path, description = "user id")),
+    responses(
+        (status = 204, description = "Disabled"),
+        (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last admin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn disable(
     State(state): State<AppState>,
     admin: Admin,
     client: ClientInfo,
@@ -338,7 +444,23 @@ pub(super) async fn disable(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(super) async fn enable(
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{id}/enable",
+    tag = "admin",
+    summary = "Re-enable a user",
+    params(("id" = String, Path, description = "user id")),
+    responses(
+        (status = 204, description = "Enabled"),
+        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn enable(
     State(state): State<AppState>,
     admin: Admin,
     client: ClientInfo,
@@ -354,7 +476,24 @@ pub(super) async fn enable(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(super) async fn revoke_credential(
+#[utoipa::path(
+    delete,
+    path = "/api/admin/credentials/{id}",
+    tag = "admin",
+    summary = "Revoke a passkey: its sessions end and their licenses are revoked",
+    params(("id" = String, Path, description = "credential id (base64url)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such active passkey", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last admin's last passkey", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn revoke_credential(
     State(state): State<AppState>,
     admin: Admin,
     client: ClientInfo,
@@ -402,7 +541,23 @@ pub(super) async fn revoke_credential(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(super) async fn revoke_license(
+#[utoipa::path(
+    post,
+    path = "/api/admin/licenses/{jti}/revoke",
+    tag = "admin",
+    summary = "Revoke a license and end the session it was minted under",
+    params(("jti" = String, Path)),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such license", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn revoke_license(
     State(state): State<AppState>,
     admin: Admin,
     client: ClientInfo,
@@ -431,14 +586,27 @@ pub(super) async fn revoke_license(
 }
 
 #[derive(Deserialize)]
-pub(super) struct AuditQuery {
+pub(crate) struct AuditQuery {
     user: Option<String>,
     event: Option<String>,
     cursor: Option<String>,
     limit: Option<i64>,
 }
 
-pub(super) async fn audit(
+#[utoipa::path(
+    get,
+    path = "/api/admin/audit",
+    tag = "admin",
+    summary = "The audit log, newest first",
+    params(("user" = Option<String>, Query), ("event" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
+    responses(
+        (status = 200, description = "A page of events", body = crate::openapi::AuditPage),
+        (status = 400, description = "Invalid cursor", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn audit(
     State(state): State<AppState>,
     _admin: Admin,
     Query(q): Query<AuditQuery>,

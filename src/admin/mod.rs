@@ -1,6 +1,6 @@
 //! Administration: the admin API (JSON, admins only) and the command line.
 
-mod api;
+pub(crate) mod api;
 pub mod cli;
 mod guard;
 

@@ -56,7 +56,23 @@ pub(super) fn check_proof(
     verify_proof(proof, &expected).map_err(reject)
 }
 
-pub(super) async fn mint(
+#[utoipa::path(
+    post,
+    path = "/api/licenses",
+    tag = "licenses",
+    summary = "Mint a license bound to the DPoP proof key",
+    params(("DPoP" = String, Header, description = "DPoP proof (RFC 9449), htm POST, htu <origin>/api/licenses")),
+    responses(
+        (status = 201, description = "The license (Cache-Control: no-store)", body = crate::openapi::License),
+        (status = 400, description = "`invalid-dpop-proof` or `use-dpop-nonce` (with a DPoP-Nonce header)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn mint(
     State(state): State<AppState>,
     signed_in: SignedIn,
     client: ClientInfo,
@@ -165,7 +181,16 @@ pub(super) async fn mint(
 }
 
 /// `GET /.well-known/jwks.json`, from pre-built bytes.
-pub(super) async fn jwks(State(state): State<AppState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "licenses",
+    summary = "Public keys of licenses and status lists",
+    responses(
+        (status = 200, description = "JWK set", body = crate::openapi::JwkSet)
+    )
+)]
+pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
     let body = state.keys.load().jwks.clone();
     (
         [

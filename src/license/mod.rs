@@ -4,8 +4,8 @@
 pub mod dpop;
 pub mod jose;
 pub mod keys;
-mod mint;
-mod premium;
+pub(crate) mod mint;
+pub(crate) mod premium;
 pub mod verify;
 
 use axum::routing::{get, post};

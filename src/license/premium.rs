@@ -23,7 +23,20 @@ fn invalid_token(detail: &str) -> AppError {
     }
 }
 
-pub(super) async fn example(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
+#[utoipa::path(
+    get,
+    path = "/api/premium/example",
+    tag = "licenses",
+    summary = "Premium example: a DPoP-bound license with the premium entitlement",
+    params(("Authorization" = String, Header, description = "DPoP <license>"), ("DPoP" = String, Header, description = "proof with ath")),
+    responses(
+        (status = 200, description = "Premium content", body = crate::openapi::Premium),
+        (status = 401, description = "License or proof refused (WWW-Authenticate: DPoP)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "No premium entitlement", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn example(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tower_sessions::Session;
 
 use super::clean_name;
 use super::session::SignedIn;
@@ -35,7 +34,18 @@ fn no_store(value: Value) -> Response {
     response
 }
 
-pub(super) async fn me(State(state): State<AppState>, signed_in: SignedIn) -> Result<Response> {
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "passkeys",
+    summary = "The signed-in user",
+    responses(
+        (status = 200, description = "The user, entitlements and passkeys", body = crate::openapi::Me),
+        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn me(State(state): State<AppState>, signed_in: SignedIn) -> Result<Response> {
     let user = state
         .store
         .user_by_id(&signed_in.user_id)
@@ -68,11 +78,29 @@ pub(super) async fn me(State(state): State<AppState>, signed_in: SignedIn) -> Re
 }
 
 #[derive(Deserialize)]
-pub(super) struct Rename {
+pub(crate) struct Rename {
     name: String,
 }
 
-pub(super) async fn rename_passkey(
+#[utoipa::path(
+    patch,
+    path = "/api/me/passkeys/{id}",
+    tag = "passkeys",
+    summary = "Rename one of your passkeys",
+    request_body = crate::openapi::Rename,
+    params(("id" = String, Path, description = "credential id (base64url)")),
+    responses(
+        (status = 200, description = "Renamed", body = crate::openapi::Passkey),
+        (status = 400, description = "Invalid name", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such passkey of yours", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn rename_passkey(
     State(state): State<AppState>,
     signed_in: SignedIn,
     Path(id): Path<String>,
@@ -95,7 +123,24 @@ pub(super) async fn rename_passkey(
     Ok(no_store(passkey_json(&credential)))
 }
 
-pub(super) async fn remove_passkey(
+#[utoipa::path(
+    delete,
+    path = "/api/me/passkeys/{id}",
+    tag = "passkeys",
+    summary = "Remove one of your passkeys (ends its sessions, revokes their licenses)",
+    params(("id" = String, Path, description = "credential id (base64url)")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such passkey of yours", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Your last passkey", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn remove_passkey(
     State(state): State<AppState>,
     signed_in: SignedIn,
     client: ClientInfo,
@@ -143,12 +188,39 @@ fn signed_out() -> Response {
         .into_response()
 }
 
-pub(super) async fn logout(session: Session) -> Result<Response> {
+#[utoipa::path(
+    post,
+    path = "/api/logout",
+    tag = "passkeys",
+    summary = "Sign out (deletes the session server-side)",
+    responses(
+        (status = 204, description = "Signed out; sends Clear-Site-Data"),
+        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn logout(session: tower_sessions::Session) -> Result<Response> {
     session.flush().await?;
     Ok(signed_out())
 }
 
-pub(super) async fn logout_everywhere(
+#[utoipa::path(
+    post,
+    path = "/api/logout/everywhere",
+    tag = "passkeys",
+    summary = "Sign out of every session",
+    responses(
+        (status = 204, description = "Every session ended"),
+        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn logout_everywhere(
     State(state): State<AppState>,
     signed_in: SignedIn,
 ) -> Result<Response> {

@@ -22,7 +22,7 @@ use crate::store::now;
 const KIND: &str = "login";
 
 #[derive(Deserialize, Default)]
-pub(super) struct StartRequest {
+pub(crate) struct StartRequest {
     #[serde(default)]
     username: Option<String>,
 }
@@ -35,7 +35,22 @@ struct Ceremony {
     expected_user: Option<Option<String>>,
 }
 
-pub(super) async fn start(
+#[utoipa::path(
+    post,
+    path = "/api/login/start",
+    tag = "passkeys",
+    summary = "Start a sign-in (with a username, or discoverable for autofill)",
+    request_body = crate::openapi::LoginStart,
+    responses(
+        (status = 200, description = "Request options", body = crate::openapi::WebAuthnOptions),
+        (status = 400, description = "Invalid username", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn start(
     State(state): State<AppState>,
     session: Session,
     AppJson(request): AppJson<StartRequest>,
@@ -109,7 +124,23 @@ fn fake_credential_id(state: &AppState, username: &str) -> String {
     b64(&mac.finalize().into_bytes()[..16])
 }
 
-pub(super) async fn finish(
+#[utoipa::path(
+    post,
+    path = "/api/login/finish",
+    tag = "passkeys",
+    summary = "Finish a sign-in; rotates the session id",
+    request_body = crate::openapi::CredentialJson,
+    responses(
+        (status = 200, description = "Signed in", body = crate::openapi::SignedIn),
+        (status = 400, description = "Malformed assertion or unknown/finished ceremony", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Assertion refused, `unknown-credential`, `counter-regressed` or `account-disabled`", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn finish(
     State(state): State<AppState>,
     session: Session,
     client: ClientInfo,

@@ -1,8 +1,8 @@
 //! Passkey accounts: registration, sign-in (also with autofill) and self-service.
 
-mod account;
-mod login;
-mod register;
+pub(crate) mod account;
+pub(crate) mod login;
+pub(crate) mod register;
 pub mod session;
 
 use axum::routing::{patch, post};

@@ -25,7 +25,7 @@ const NEW_ACCOUNT: &str = "register";
 const ADD_PASSKEY: &str = "add-passkey";
 
 #[derive(Deserialize)]
-pub(super) struct StartRequest {
+pub(crate) struct StartRequest {
     username: String,
     display_name: Option<String>,
 }
@@ -38,7 +38,23 @@ struct Ceremony {
     display_name: String,
 }
 
-pub(super) async fn start(
+#[utoipa::path(
+    post,
+    path = "/api/register/start",
+    tag = "passkeys",
+    summary = "Start registering a new account",
+    request_body = crate::openapi::RegisterStart,
+    responses(
+        (status = 200, description = "Creation options", body = crate::openapi::WebAuthnOptions),
+        (status = 400, description = "Invalid username", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Username taken", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn start(
     State(state): State<AppState>,
     session: Session,
     AppJson(request): AppJson<StartRequest>,
@@ -71,7 +87,24 @@ pub(super) async fn start(
     Ok(Json(options))
 }
 
-pub(super) async fn finish(
+#[utoipa::path(
+    post,
+    path = "/api/register/finish",
+    tag = "passkeys",
+    summary = "Finish registration; signs the new user in",
+    request_body = crate::openapi::CredentialJson,
+    responses(
+        (status = 201, description = "Registered and signed in", body = crate::openapi::Registered),
+        (status = 400, description = "Malformed credential or unknown/finished ceremony", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Attestation refused", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Username taken or credential already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn finish(
     State(state): State<AppState>,
     session: Session,
     client: ClientInfo,
@@ -196,7 +229,21 @@ async fn store_passkey(
     Ok(credential_id)
 }
 
-pub(super) async fn add_start(
+#[utoipa::path(
+    post,
+    path = "/api/me/passkeys/start",
+    tag = "passkeys",
+    summary = "Start adding a passkey to the signed-in account",
+    responses(
+        (status = 200, description = "Creation options", body = crate::openapi::WebAuthnOptions),
+        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn add_start(
     State(state): State<AppState>,
     signed_in: SignedIn,
 ) -> Result<Json<Value>> {
@@ -227,7 +274,24 @@ pub(super) async fn add_start(
     Ok(Json(options))
 }
 
-pub(super) async fn add_finish(
+#[utoipa::path(
+    post,
+    path = "/api/me/passkeys/finish",
+    tag = "passkeys",
+    summary = "Finish adding a passkey",
+    request_body = crate::openapi::CredentialJson,
+    responses(
+        (status = 201, description = "Added", body = crate::openapi::PasskeyAdded),
+        (status = 400, description = "Malformed credential or unknown ceremony", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Credential already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn add_finish(
     State(state): State<AppState>,
     signed_in: SignedIn,
     client: ClientInfo,

@@ -117,7 +117,20 @@ async fn build(state: &AppState, id: i64, now: i64) -> Result<Option<Arc<Built>>
     Ok(Some(built))
 }
 
-async fn serve(
+#[utoipa::path(
+    get,
+    path = "/api/status-lists/{id}",
+    tag = "licenses",
+    summary = "A signed status list (application/statuslist+jwt)",
+    params(("id" = i64, Path, description = "list id")),
+    responses(
+        (status = 200, description = "Status list token; ETag and Cache-Control from ttl", body = String, content_type = "application/statuslist+jwt"),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 404, description = "No such list", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn serve(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,

@@ -10,6 +10,7 @@ mod admin;
 mod faults;
 mod hardening;
 mod licenses;
+mod openapi;
 mod operations;
 mod process;
 mod properties;
