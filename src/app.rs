@@ -139,6 +139,8 @@ impl AppState {
             )
             .await?;
             self.keys.store(keyring);
+            // Lists signed with a key that may no longer be published are re-signed.
+            self.status.clear();
             tracing::info!("signing keys reloaded");
         }
         self.status.refresh(&self.store).await?;

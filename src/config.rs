@@ -175,7 +175,7 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Idle lifetime of a signed-in session.
+    /// Lifetime of a signed-in session; a new passkey sign-in starts a new one.
     #[arg(long, env = "LATCHKEY_SESSION_TTL", default_value = "7d", value_parser = parse_duration)]
     pub session_ttl: Duration,
     /// How long a started ceremony may take before it must be started again.

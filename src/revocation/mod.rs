@@ -55,6 +55,13 @@ impl StatusLists {
         (built.version == version && now - built.built_at < max_age).then_some(built)
     }
 
+    /// Forgets every built list (after the signing keys changed).
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.built.lock() {
+            map.clear();
+        }
+    }
+
     /// Re-reads list versions from the database (after a local revocation, or periodically).
     pub async fn refresh(&self, store: &crate::store::Store) -> Result<(), sqlx::Error> {
         self.set_versions(store.status_list_versions().await?);

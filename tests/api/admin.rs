@@ -309,3 +309,27 @@ mod reauth_every_time {
         run(Db::Postgres).await
     }
 }
+
+on_both_databases! {
+    async fn audit_rows_cannot_be_changed_or_deleted_even_in_sql(app) {
+        app.register("ana").await;
+        for sql in ["UPDATE audit_log SET event = 'x'", "DELETE FROM audit_log"] {
+            let result = match app.db {
+                Db::Sqlite => sqlx::query(sql).execute(&sqlx::SqlitePool::connect(&app.database_url).await.unwrap()).await.map(|_| ()),
+                Db::Postgres => sqlx::query(sql).execute(&sqlx::PgPool::connect(&app.database_url).await.unwrap()).await.map(|_| ()),
+            };
+            assert!(result.is_err(), "{sql} must be refused");
+        }
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'registration'").await, 1);
+    }
+
+    async fn keys_list_shows_the_active_key_and_the_key_file_is_private(app) {
+        app.cli(&["keys", "list"]).await.unwrap();
+        app.cli(&["keys", "rotate"]).await.unwrap();
+        app.cli(&["keys", "list"]).await.unwrap();
+        assert_eq!(app.count("signing_keys").await, 2);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(app.data_dir.path().join("kek")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

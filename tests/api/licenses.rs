@@ -249,6 +249,8 @@ on_both_databases! {
         let device = DeviceKey::ed25519();
         let old = app.mint(&app.client, &device).await.body["license"].as_str().unwrap().to_owned();
         let old_kid = header(&old)["kid"].as_str().unwrap().to_owned();
+        let list_path = claims(&old)["status"]["status_list"]["uri"].as_str().unwrap().strip_prefix(ORIGIN).unwrap().to_owned();
+        assert_eq!(header(&app.get(&list_path).await.text)["kid"], old_kid.as_str());
         app.cli(&["keys", "rotate"]).await.unwrap();
         app.state.refresh_shared().await.unwrap();
         let new = app.mint(&app.client, &device).await.body["license"].as_str().unwrap().to_owned();
@@ -256,6 +258,7 @@ on_both_databases! {
         assert_ne!(old_kid, new_kid);
         let kids: Vec<String> = app.get("/.well-known/jwks.json").await.body["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
         assert!(kids.contains(&old_kid) && kids.contains(&new_kid), "{kids:?}");
+        assert_eq!(header(&app.get(&list_path).await.text)["kid"], new_kid.as_str(), "status lists are re-signed with the new key");
         assert_eq!(app.premium(&old, &device).await.status, StatusCode::OK);
         assert!(app.cli(&["keys", "retire", &new_kid]).await.is_err(), "the active key cannot be retired");
         app.cli(&["keys", "retire", &old_kid]).await.unwrap();
