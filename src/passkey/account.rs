@@ -1,15 +1,14 @@
 //! Self-service for the signed-in user: profile, passkeys, signing out.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::clean_name;
 use super::session::SignedIn;
-use crate::app::{rfc3339, AppJson, AppState, ClientInfo};
+use crate::app::{no_store, rfc3339, AppJson, AppState, ClientInfo};
 use crate::error::{AppError, Result};
 use crate::store::audit::AuditEvent;
 use crate::store::credentials::Credential;
@@ -24,14 +23,6 @@ fn passkey_json(c: &Credential) -> Value {
         "backup_eligible": c.backup_eligible,
         "backup_state": c.backup_state,
     })
-}
-
-fn no_store(value: Value) -> Response {
-    let mut response = Json(value).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 #[utoipa::path(
