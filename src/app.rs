@@ -59,6 +59,8 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     /// Ceremonies started and not yet finished or expired (refreshed by upkeep).
     pub pending_ceremonies: Arc<AtomicI64>,
+    /// Status-list indexes this instance hands to new licenses.
+    pub slots: Arc<crate::revocation::slots::SlotAllocator>,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -124,6 +126,7 @@ impl AppState {
             kek,
             rate_limiter,
             pending_ceremonies,
+            slots: Arc::default(),
         })
     }
 

@@ -143,9 +143,17 @@ pub(crate) async fn mint(
         sign_jwt(&keyring.active.key, &kid, LICENSE_TYP, &claims)
     };
     let proof_expires = proof.iat + state.settings.dpop_window_secs + 1;
+    let slot = state.slots.next(&state.store).await?;
     let token = match state
         .store
-        .mint_license(&proof.replay_id(), proof_expires, record, &audit, sign)
+        .mint_license(
+            &proof.replay_id(),
+            proof_expires,
+            slot,
+            record,
+            &audit,
+            sign,
+        )
         .await
     {
         Ok(token) => token,

@@ -1,6 +1,7 @@
 //! Revocation reaching offline apps: signed status lists, served from a cache
 //! of pre-signed bodies that is rebuilt when a revocation changes a list.
 
+pub mod slots;
 pub mod status_list;
 
 use std::collections::HashMap;

@@ -70,14 +70,48 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Reserves `size` consecutive status-list indexes for one instance to
+    /// hand out: `(list id, first index, end index)`. Minting then needs no
+    /// shared counter row, which every mint would otherwise queue on. Indexes
+    /// of a block an instance never uses stay 0 (valid) forever: harmless.
+    pub async fn reserve_status_block(
+        &self,
+        size: i64,
+        now: i64,
+    ) -> Result<(i64, i64, i64), sqlx::Error> {
+        let take = "UPDATE status_lists SET next_idx = next_idx + $1 \
+                    WHERE id = (SELECT MAX(id) FROM status_lists) AND next_idx + $1 <= capacity \
+                    RETURNING id, next_idx - $1";
+        let open = "INSERT INTO status_lists (id, next_idx, capacity, created_at) \
+                    VALUES (COALESCE((SELECT MAX(id) FROM status_lists), 0) + 1, $1, $2, $3) \
+                    RETURNING id, CAST(0 AS BIGINT)";
+        let mut attempts = 0;
+        loop {
+            let taken: Option<(i64, i64)> = dispatch!(self.writer(), p => sqlx::query_as(take).bind(size).fetch_optional(p).await?);
+            if let Some((list, first)) = taken {
+                return Ok((list, first, first + size));
+            }
+            // The current list is full (or there is none): open the next one.
+            let opened: Result<(i64, i64), sqlx::Error> = dispatch!(self.writer(), p => sqlx::query_as(open)
+                .bind(size).bind(LIST_CAPACITY).bind(now).fetch_one(p).await);
+            match opened {
+                Ok((list, first)) => return Ok((list, first, first + size)),
+                // Another instance opened it at the same moment: take from that one.
+                Err(err) if super::is_unique_violation(&err) && attempts < 3 => attempts += 1,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
     /// In one transaction: spends the DPoP proof id, re-checks that the sign-in
-    /// behind the request still stands, allocates a status-list slot, lets
-    /// `sign` produce the token for that slot, and records the license. Nothing
-    /// is written unless all of it succeeds.
+    /// behind the request still stands, lets `sign` produce the token for the
+    /// given status-list slot, and records the license with its audit row.
+    /// Nothing is written unless all of it succeeds.
     pub async fn mint_license<F>(
         &self,
         proof_id: &str,
         proof_expires_at: i64,
+        (list_id, idx): (i64, i64),
         license: NewLicense<'_>,
         audit: &super::audit::AuditEvent<'_>,
         sign: F,
@@ -97,11 +131,6 @@ impl Store {
              JOIN users u ON u.id = s.user_id \
              WHERE s.login_id = $1 AND s.user_id = $2 AND c.revoked_at IS NULL AND u.disabled_at IS NULL LIMIT 1{lock}"
         );
-        let allocate = "UPDATE status_lists SET next_idx = next_idx + 1 \
-                        WHERE id = (SELECT MAX(id) FROM status_lists) AND next_idx < capacity \
-                        RETURNING id, next_idx - 1";
-        let new_list = "INSERT INTO status_lists (id, next_idx, capacity, created_at) \
-                        VALUES (COALESCE((SELECT MAX(id) FROM status_lists), 0) + 1, 1, $1, $2) RETURNING id, CAST(0 AS BIGINT)";
         let insert = format!(
             "INSERT INTO licenses ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)"
         );
@@ -116,12 +145,6 @@ impl Store {
             if valid.is_none() {
                 return Err(MintError::Revoked);
             }
-            let slot: Option<(i64, i64)> = sqlx::query_as(allocate).fetch_optional(&mut *tx).await?;
-            let (list_id, idx) = match slot {
-                Some(slot) => slot,
-                None => sqlx::query_as(new_list).bind(LIST_CAPACITY).bind(license.issued_at)
-                    .fetch_one(&mut *tx).await?,
-            };
             let token = sign(list_id, idx).map_err(MintError::Sign)?;
             sqlx::query(&insert)
                 .bind(license.jti).bind(license.user_id).bind(license.kid).bind(license.device_jkt)

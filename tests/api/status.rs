@@ -127,3 +127,21 @@ on_both_databases! {
         assert_eq!(bit_of(&app, &license).await, Some(1));
     }
 }
+
+on_both_databases! {
+    async fn instances_draw_disjoint_status_slots_and_a_full_list_rolls_over(app) {
+        use latchkey::revocation::slots::SlotAllocator;
+        let (a, b) = (SlotAllocator::default(), SlotAllocator::default());
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..300 {
+            assert!(seen.insert(a.next(&app.state.store).await.unwrap()));
+            assert!(seen.insert(b.next(&app.state.store).await.unwrap()));
+        }
+        // Fill list 1 but for less than a block: the next block comes from list 2, index 0.
+        execute(&app, "UPDATE status_lists SET next_idx = capacity - 100 WHERE id = 1").await;
+        let fresh = SlotAllocator::default();
+        assert_eq!(fresh.next(&app.state.store).await.unwrap(), (2, 0));
+        assert_eq!(fresh.next(&app.state.store).await.unwrap(), (2, 1));
+        assert_eq!(app.count("status_lists").await, 2);
+    }
+}
