@@ -1,9 +1,9 @@
+// Benchmark, not a test (no timed assertions): `node --test benches/browser-speed.mjs`.
 // How long the offline decision takes in Chromium: one check() (p50 over 1,000 calls, real
 // clock: page.clock would fake performance.now) and an offline page load up to the verdict.
 
 import { after, before, describe, test } from 'node:test';
-import assert from 'node:assert/strict';
-import * as h from './harness.mjs';
+import * as h from '../tests/browser/harness.mjs';
 
 const skip = h.missingPrerequisite();
 
@@ -61,8 +61,6 @@ describe('speed', { skip: skip ?? false, timeout: 300_000 }, () => {
       };
       t.diagnostic(JSON.stringify(report));
       console.log('latchkey speed', report);
-      assert.ok(timings.p50 < 50, `check() p50 ${timings.p50} ms`);
-      assert.ok(report.offlineLoadToVerdictMs < 5_000, `verdict after ${report.offlineLoadToVerdictMs} ms`);
     } finally {
       await context.close();
     }
