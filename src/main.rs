@@ -66,6 +66,16 @@ async fn serve(common: &latchkey::config::Common, args: &ServeArgs) -> anyhow::R
         })?;
         let handle = latchkey::metrics::install()
             .ok_or_else(|| anyhow::anyhow!("cannot install the metrics recorder"))?;
+        // Histograms buffer samples until rendered: fold them in regularly even
+        // when nobody scrapes, so memory stays flat.
+        let upkeep_handle = handle.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                upkeep_handle.run_upkeep();
+            }
+        });
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             anyhow::anyhow!("cannot listen on {addr} (LATCHKEY_METRICS_LISTEN): {e}")
         })?;

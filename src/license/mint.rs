@@ -125,7 +125,10 @@ pub(crate) async fn mint(
         user_agent: client.user_agent.as_deref(),
         detail: None,
     };
-    let sign = |list_id: i64, idx: i64| {
+    // Signed before the transaction: the slot is already known, and the
+    // (single, on SQLite) writer should not wait on cryptography.
+    let (list_id, idx) = state.slots.next(&state.store).await?;
+    let sign = || {
         let claims = json!({
             "iss": origin,
             "aud": state.settings.audience,
@@ -142,21 +145,20 @@ pub(crate) async fn mint(
         });
         sign_jwt(&keyring.active.key, &kid, LICENSE_TYP, &claims)
     };
+    let token = sign().map_err(AppError::Internal)?;
     let proof_expires = proof.iat + state.settings.dpop_window_secs + 1;
-    let slot = state.slots.next(&state.store).await?;
-    let token = match state
+    match state
         .store
         .mint_license(
             &proof.replay_id(),
             proof_expires,
-            slot,
+            (list_id, idx),
             record,
             &audit,
-            sign,
         )
         .await
     {
-        Ok(token) => token,
+        Ok(()) => {}
         Err(MintError::Replay) => {
             return Err(AppError::Dpop {
                 resource: false,
@@ -167,7 +169,6 @@ pub(crate) async fn mint(
             })
         }
         Err(MintError::Revoked) => return Err(AppError::not_signed_in()),
-        Err(MintError::Sign(err)) => return Err(AppError::Internal(err)),
         Err(MintError::Db(err)) => return Err(err.into()),
     };
     crate::metrics::license_minted();

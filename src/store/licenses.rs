@@ -42,7 +42,6 @@ pub enum MintError {
     Replay,
     /// The session, passkey or user was ended, revoked or disabled meanwhile.
     Revoked,
-    Sign(anyhow::Error),
     Db(sqlx::Error),
 }
 
@@ -104,21 +103,17 @@ impl Store {
     }
 
     /// In one transaction: spends the DPoP proof id, re-checks that the sign-in
-    /// behind the request still stands, lets `sign` produce the token for the
-    /// given status-list slot, and records the license with its audit row.
-    /// Nothing is written unless all of it succeeds.
-    pub async fn mint_license<F>(
+    /// behind the request still stands, and records the license (already
+    /// signed for its status-list slot) with its audit row. Nothing is written
+    /// unless all of it succeeds.
+    pub async fn mint_license(
         &self,
         proof_id: &str,
         proof_expires_at: i64,
         (list_id, idx): (i64, i64),
         license: NewLicense<'_>,
         audit: &super::audit::AuditEvent<'_>,
-        sign: F,
-    ) -> Result<String, MintError>
-    where
-        F: FnOnce(i64, i64) -> anyhow::Result<String>,
-    {
+    ) -> Result<(), MintError> {
         // On PostgreSQL the rows are share-locked, so a concurrent revocation
         // waits for this transaction and then sees (and revokes) the new license.
         let lock = if self.is_sqlite() {
@@ -134,7 +129,7 @@ impl Store {
         let insert = format!(
             "INSERT INTO licenses ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)"
         );
-        let token = transaction!(self, tx => {
+        transaction!(self, tx => {
             let fresh = sqlx::query("INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
                 .bind(proof_id).bind(proof_expires_at).execute(&mut *tx).await?.rows_affected();
             if fresh == 0 {
@@ -145,16 +140,14 @@ impl Store {
             if valid.is_none() {
                 return Err(MintError::Revoked);
             }
-            let token = sign(list_id, idx).map_err(MintError::Sign)?;
             sqlx::query(&insert)
                 .bind(license.jti).bind(license.user_id).bind(license.kid).bind(license.device_jkt)
                 .bind(license.login_id).bind(license.credential_id).bind(list_id).bind(idx)
                 .bind(license.entitlements).bind(license.issued_at).bind(license.expires_at)
                 .execute(&mut *tx).await?;
             super::audit::insert_event!(audit, license.issued_at).execute(&mut *tx).await?;
-            token
         });
-        Ok(token)
+        Ok(())
     }
 
     pub async fn license(&self, jti: &str) -> Result<Option<LicenseRow>, sqlx::Error> {
