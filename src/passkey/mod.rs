@@ -205,6 +205,44 @@ fn authenticator_info(attestation_object: &[u8]) -> Result<AuthenticatorInfo> {
     })
 }
 
+/// A name a person recognises for a new passkey, from the browser that made
+/// it ("Chrome on Android"); the user can rename it.
+fn default_passkey_name(user_agent: Option<&str>) -> String {
+    let ua = user_agent.unwrap_or_default();
+    let browser = if ua.contains("Edg/") {
+        "Edge"
+    } else if ua.contains("Firefox/") || ua.contains("FxiOS/") {
+        "Firefox"
+    } else if ua.contains("Chrome/") || ua.contains("CriOS/") {
+        "Chrome"
+    } else if ua.contains("Safari/") {
+        "Safari"
+    } else {
+        ""
+    };
+    let os = if ua.contains("Android") {
+        "Android"
+    } else if ua.contains("iPhone") || ua.contains("iPad") {
+        "iOS"
+    } else if ua.contains("CrOS") {
+        "ChromeOS"
+    } else if ua.contains("Mac OS X") {
+        "macOS"
+    } else if ua.contains("Windows") {
+        "Windows"
+    } else if ua.contains("Linux") {
+        "Linux"
+    } else {
+        ""
+    };
+    match (browser, os) {
+        ("", "") => format!("Passkey added {}", time::OffsetDateTime::now_utc().date()),
+        (browser, "") => format!("{browser} passkey"),
+        ("", os) => format!("Passkey on {os}"),
+        (browser, os) => format!("{browser} on {os}"),
+    }
+}
+
 /// Asks for a discoverable credential (a passkey that can sign in without a
 /// username), which webauthn-rs leaves at "discouraged".
 fn require_resident_key(options: &mut Value) {
@@ -216,5 +254,26 @@ fn require_resident_key(options: &mut Value) {
             selection.insert("residentKey".into(), json!("required"));
             selection.insert("requireResidentKey".into(), json!(true));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_passkey_name;
+
+    #[test]
+    fn passkeys_are_named_after_the_browser_and_system_that_made_them() {
+        let cases = [
+            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Mobile Safari/537.36", "Chrome on Android"),
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1", "Safari on iOS"),
+            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15", "Safari on macOS"),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36 Edg/131.0", "Edge on Windows"),
+            ("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0", "Firefox on Linux"),
+            ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0 Safari/537.36", "Chrome on Linux"),
+        ];
+        for (ua, name) in cases {
+            assert_eq!(default_passkey_name(Some(ua)), name);
+        }
+        assert!(default_passkey_name(None).starts_with("Passkey added "));
     }
 }
