@@ -193,21 +193,26 @@ pub fn build_router(state: AppState, static_dir: PathBuf, body_limit: usize) -> 
         .append_index_html_on_directories(true)
         .not_found_service(ServeFile::new(static_dir.join("404.html")));
     let admin_page = ServeFile::new(static_dir.join("admin.html"));
-    Router::new()
+    // The API proper: sessions, and the same-origin check on state changes.
+    let api = Router::new()
         .merge(crate::passkey::router())
         .merge(crate::license::router())
-        .merge(crate::revocation::router())
         .merge(crate::admin::router())
+        .layer(sessions)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            same_origin_writes,
+        ));
+    // Public, read-only documents and pages: no session work on their hot path.
+    Router::new()
+        .merge(api)
+        .merge(crate::license::public_router())
+        .merge(crate::revocation::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .route_service("/admin", admin_page)
         .fallback_service(pages)
-        .layer(sessions)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            same_origin_writes,
-        ))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(body_limit, limit_body))
         .layer(middleware::from_fn_with_state(

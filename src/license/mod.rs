@@ -22,7 +22,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/licenses", post(mint::mint))
         .route("/api/premium/example", get(premium::example))
-        .route("/.well-known/jwks.json", get(mint::jwks))
+}
+
+/// The published keys: public, read-only, no session.
+pub fn public_router() -> Router<AppState> {
+    Router::new().route("/.well-known/jwks.json", get(mint::jwks))
 }
 
 /// Signs `claims` as a compact JWS with header `{"alg":"EdDSA","typ":typ,"kid":kid}`.
