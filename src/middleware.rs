@@ -106,7 +106,7 @@ pub async fn timeout(State(limit): State<Duration>, request: Request, next: Next
 }
 
 /// Which rate-limit bucket a path belongs to, if any.
-fn class_of(path: &str) -> Option<usize> {
+pub fn class_of(path: &str) -> Option<usize> {
     if path.starts_with("/api/register/")
         || path.starts_with("/api/login/")
         || path.starts_with("/api/me/passkeys")

@@ -344,6 +344,7 @@ pub struct AuditPage {
         crate::app::readyz,
         openapi_json,
     ),
+    modifiers(&CommonProblems),
     tags(
         (name = "passkeys", description = "Registration, sign-in and self-service"),
         (name = "licenses", description = "Offline licenses, keys and the premium example"),
@@ -352,6 +353,60 @@ pub struct AuditPage {
     )
 )]
 pub struct ApiDoc;
+
+/// Adds the problems any operation of a kind can answer, so each handler
+/// documents only its own: 403 for a foreign Origin, 413 and 503 on writes,
+/// 429 on rate-limited routes, 503 wherever the database is used.
+struct CommonProblems;
+
+impl utoipa::Modify for CommonProblems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let database = !matches!(
+                path.as_str(),
+                "/healthz" | "/.well-known/jwks.json" | "/openapi.json"
+            );
+            let limited = crate::middleware::class_of(path).is_some();
+            let operations = [
+                (false, item.get.as_mut()),
+                (true, item.post.as_mut()),
+                (true, item.patch.as_mut()),
+                (true, item.delete.as_mut()),
+            ];
+            for (write, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let responses = &mut operation.responses.responses;
+                let mut add = |code: &str, description: &str| {
+                    responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| problem(description).into());
+                };
+                if write {
+                    add("403", "Origin is not the service's origin");
+                    add("413", "Body over the limit");
+                }
+                if limited {
+                    add("429", "Rate limited; see Retry-After");
+                }
+                if database {
+                    add("503", "Database unavailable; retry");
+                }
+            }
+        }
+    }
+}
 
 /// The OpenAPI document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",

@@ -21,9 +21,6 @@ use crate::store::now;
         (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such active passkey", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last admin's last passkey", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn revoke_credential(
@@ -85,9 +82,6 @@ pub(crate) async fn revoke_credential(
         (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such license", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn revoke_license(

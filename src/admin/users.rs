@@ -137,9 +137,6 @@ pub(crate) struct Grant {
         (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn grant(
@@ -206,9 +203,6 @@ pub(crate) async fn grant(
         (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user or entitlement", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn remove_entitlement(
@@ -266,9 +260,6 @@ pub(crate) struct RoleChangeRequest {
         (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last admin", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn change_role(
@@ -326,9 +317,6 @@ pub(crate) async fn change_role(
         (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last admin", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn disable(
@@ -367,9 +355,6 @@ pub(crate) async fn disable(
         (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator, or a foreign Origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn enable(

@@ -66,10 +66,6 @@ pub(super) fn check_proof(
         (status = 201, description = "The license (Cache-Control: no-store)", body = crate::openapi::License),
         (status = 400, description = "`invalid-dpop-proof` or `use-dpop-nonce` (with a DPoP-Nonce header)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn mint(

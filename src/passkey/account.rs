@@ -85,10 +85,6 @@ pub(crate) struct Rename {
         (status = 400, description = "Invalid name", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such passkey of yours", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn rename_passkey(
@@ -125,10 +121,6 @@ pub(crate) async fn rename_passkey(
         (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such passkey of yours", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Your last passkey", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn remove_passkey(
@@ -186,10 +178,6 @@ fn signed_out() -> Response {
     summary = "Sign out (deletes the session server-side)",
     responses(
         (status = 204, description = "Signed out; sends Clear-Site-Data"),
-        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn logout(session: tower_sessions::Session) -> Result<Response> {
@@ -205,10 +193,6 @@ pub(crate) async fn logout(session: tower_sessions::Session) -> Result<Response>
     responses(
         (status = 204, description = "Every session ended"),
         (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn logout_everywhere(

@@ -44,10 +44,6 @@ struct Ceremony {
     responses(
         (status = 200, description = "Request options", body = crate::openapi::WebAuthnOptions),
         (status = 400, description = "Invalid username", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn start(
@@ -134,10 +130,6 @@ fn fake_credential_id(state: &AppState, username: &str) -> String {
         (status = 200, description = "Signed in", body = crate::openapi::SignedIn),
         (status = 400, description = "Malformed assertion or unknown/finished ceremony", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Assertion refused, `unknown-credential`, `counter-regressed` or `account-disabled`", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn finish(

@@ -48,10 +48,6 @@ struct Ceremony {
         (status = 200, description = "Creation options", body = crate::openapi::WebAuthnOptions),
         (status = 400, description = "Invalid username", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Username taken", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn start(
@@ -98,10 +94,6 @@ pub(crate) async fn start(
         (status = 400, description = "Malformed credential or unknown/finished ceremony", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Attestation refused", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Username taken or credential already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn finish(
@@ -237,10 +229,6 @@ async fn store_passkey(
     responses(
         (status = 200, description = "Creation options", body = crate::openapi::WebAuthnOptions),
         (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn add_start(
@@ -285,10 +273,6 @@ pub(crate) async fn add_start(
         (status = 400, description = "Malformed credential or unknown ceremony", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Credential already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Origin is not the service's origin", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn add_finish(
