@@ -224,6 +224,9 @@ pub struct ServeArgs {
     /// Admin API requests per client address per minute; 0: no limit.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_ADMIN", default_value_t = 600)]
     pub rate_limit_admin: u32,
+    /// Premium-resource requests per client address per minute; 0: no limit.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_PREMIUM", default_value_t = 600)]
+    pub rate_limit_premium: u32,
     /// Take the client address from the last `X-Forwarded-For` hop (only behind a trusted proxy).
     #[arg(long, env = "LATCHKEY_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
@@ -277,6 +280,11 @@ impl std::str::FromStr for Secret {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 10m, 7d)"))
+}
+
+/// The `static` folder shipped with the source, where the PWA lives.
+pub fn default_static_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static")
 }
 
 impl Common {

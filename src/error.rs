@@ -2,7 +2,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Result alias used by handlers and the store.
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -40,6 +40,9 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("{1}")]
     UnsupportedMediaType(&'static str, String),
+    /// Well-formed JSON that does not fit what the endpoint takes.
+    #[error("{1}")]
+    Unprocessable(&'static str, String),
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("{0}")]
@@ -49,16 +52,36 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem document; `type` is `urn:latchkey:problem:<slug>`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Problem {
     #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    credential_id: Option<&'a str>,
+    #[schema(example = "urn:latchkey:problem:username-taken")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// A sentence saying what happened and what to do next.
+    pub detail: String,
+    /// Only on `unknown-credential`: the credential id (base64url) to pass to `signalUnknownCredential`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
 }
+
+impl Problem {
+    /// A problem for `status` with the slug's type.
+    pub fn new(status: StatusCode, slug: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: problem_type(slug),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            credential_id: None,
+        }
+    }
+}
+
+/// The media type of problem documents.
+pub const PROBLEM_JSON: &str = "application/problem+json";
 
 impl AppError {
     pub fn bad_request(slug: &'static str, detail: impl Into<String>) -> Self {
@@ -93,6 +116,7 @@ impl AppError {
             Self::Conflict(..) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(..) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,7 +131,8 @@ impl AppError {
             | Self::Forbidden(s, _)
             | Self::NotFound(s, _)
             | Self::Conflict(s, _)
-            | Self::UnsupportedMediaType(s, _) => s,
+            | Self::UnsupportedMediaType(s, _)
+            | Self::Unprocessable(s, _) => s,
             Self::Dpop { slug, .. } => slug,
             Self::UnknownCredential { .. } => "unknown-credential",
             Self::PayloadTooLarge => "payload-too-large",
@@ -137,24 +162,12 @@ impl IntoResponse for AppError {
             }
             other => other.to_string(),
         };
-        let credential_id = match &self {
-            Self::UnknownCredential { credential_id } => Some(credential_id.as_str()),
-            _ => None,
-        };
-        let body = Problem {
-            kind: problem_type(self.slug()),
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            detail,
-            credential_id,
-        };
-        let mut response = (status, axum::Json(body)).into_response();
+        let mut body = Problem::new(status, self.slug(), detail);
+        if let Self::UnknownCredential { credential_id } = &self {
+            body.credential_id = Some(credential_id.clone());
+        }
+        let mut response = body.into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match &self {
             Self::TooManyRequests { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
@@ -188,34 +201,29 @@ impl IntoResponse for AppError {
     }
 }
 
-impl From<sqlx::Error> for AppError {
-    fn from(err: sqlx::Error) -> Self {
-        if is_unavailable(&err) {
-            Self::Unavailable(err.to_string())
-        } else {
-            Self::Internal(anyhow::Error::new(err).context("database"))
-        }
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(self)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
     }
 }
 
-/// Whether a database error means "the database cannot be reached right now"
-/// (a 503 the client may retry) rather than a bug.
-pub fn is_unavailable(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-        sqlx::Error::Database(db) => {
-            // SQLite: SQLITE_BUSY (5), SQLITE_READONLY (8), SQLITE_IOERR (10), SQLITE_FULL (13),
-            // SQLITE_CANTOPEN (14). PostgreSQL: class 08 (connection), 57P0x (shutdown), 53 (resources).
-            let code = db.code().unwrap_or_default();
-            let code = code.as_ref();
-            let sqlite_base = code.parse::<i32>().map(|c| c & 0xff).ok();
-            matches!(sqlite_base, Some(5 | 6 | 8 | 10 | 13 | 14))
-                || code.starts_with("08")
-                || code.starts_with("57P")
-                || code.starts_with("53")
-                || db.message().contains("readonly")
+impl From<crate::store::Error> for AppError {
+    fn from(err: crate::store::Error) -> Self {
+        use crate::store::Error as E;
+        match err {
+            E::Unavailable(why) => Self::Unavailable(why),
+            E::Conflict(_) => Self::conflict(
+                "conflict",
+                "This conflicts with something that already exists.",
+            ),
+            E::NotFound => Self::not_found("not-found", "There is nothing here."),
+            E::Other(err) => Self::Internal(err),
         }
-        _ => false,
     }
 }
 

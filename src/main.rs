@@ -33,31 +33,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(&common, &ServeArgs::parse_from_env()).await,
         Some(Command::Serve(args)) => serve(&common, &args).await,
-        Some(Command::Migrate) => {
-            common.validate().map_err(anyhow::Error::msg)?;
-            let store = latchkey::app::open_store(&common, 2).await?;
-            store.migrate().await?;
-            println!("migrations applied");
-            Ok(())
-        }
-        Some(Command::Admin(cmd)) => latchkey::admin::cli::admin(&common, cmd).await,
-        Some(Command::Keys(cmd)) => latchkey::admin::cli::keys(&common, cmd).await,
-        Some(Command::License(cmd)) => latchkey::admin::cli::license(&common, cmd).await,
+        Some(command) => latchkey::cli::run(&common, command).await,
     }
 }
 
 async fn serve(common: &latchkey::config::Common, args: &ServeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let state = latchkey::app::AppState::build(common, args).await?;
+    let state = latchkey::state::AppState::build(common, args).await?;
     let static_dir = args
         .static_dir
         .clone()
-        .unwrap_or_else(latchkey::app::default_static_dir);
+        .unwrap_or_else(latchkey::config::default_static_dir);
     let router = latchkey::app::build_router(state.clone(), static_dir, args.body_limit);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (LATCHKEY_LISTEN): {e}", args.listen))?;
-    let upkeep = latchkey::app::spawn_upkeep(state.clone(), args.cache_refresh);
+    let upkeep = state.spawn_upkeep(args.cache_refresh);
     if args.metrics_listen != "off" {
         let addr: std::net::SocketAddr = args.metrics_listen.parse().map_err(|_| {
             anyhow::anyhow!(

@@ -3,11 +3,11 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use crate::app::AppState;
 use crate::error::AppError;
-use crate::passkey::session::SignedIn;
+use crate::http::session::SignedIn;
+use crate::state::AppState;
 use crate::store::now;
-use crate::store::users::User;
+use crate::store::users::{Role, User};
 
 /// Session key recording which sign-in already paid for a destructive action
 /// when every such action needs its own (`LATCHKEY_ADMIN_REAUTH_MINUTES=0`).
@@ -33,10 +33,10 @@ impl FromRequestParts<AppState> for Admin {
             .await?
             .filter(|u| u.disabled_at.is_none())
             .ok_or_else(AppError::not_signed_in)?;
-        if user.role != "admin" {
+        if user.role != Role::Admin {
             return Err(AppError::forbidden(
                 "not-admin",
-                "this account is not an administrator",
+                "This account is not an administrator.",
             ));
         }
         Ok(Self { user, signed_in })
@@ -46,13 +46,12 @@ impl FromRequestParts<AppState> for Admin {
 impl Admin {
     /// Destructive actions need a recent passkey sign-in; otherwise a 401 whose
     /// problem type tells the page to ask for the passkey again.
-    pub async fn require_recent_sign_in(&self, state: &AppState) -> Result<(), AppError> {
-        let window = state.settings.admin_reauth_secs;
+    pub async fn require_recent_sign_in(&self, window: i64) -> Result<(), AppError> {
         let at = self.signed_in.authenticated_at;
         let again = || {
             AppError::unauthorized(
                 "reauthentication-required",
-                "confirm it's you: sign in with your passkey again to do this",
+                "Confirm it's you: sign in with your passkey again, then retry.",
             )
         };
         if window == 0 {

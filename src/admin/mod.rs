@@ -1,78 +1,70 @@
-//! Administration: the admin API (JSON, admins only) and the command line.
+//! Administration: the admin API (JSON, admins only) and the operations it
+//! shares with the command line.
 
-pub(crate) mod activity;
-pub mod cli;
+mod activity;
+mod changes;
 mod guard;
-pub(crate) mod revoke;
-pub(crate) mod users;
+pub mod ops;
+mod revoke;
+mod users;
 
-use axum::routing::{delete, get, post};
-use axum::Router;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::app::{rfc3339, AppState, ClientInfo};
-use crate::error::{AppError, Result};
-use crate::store::audit::AuditEvent;
-use crate::store::now;
-use crate::store::users::User;
-use guard::Admin;
+use crate::http::Time;
+use crate::state::AppState;
+use crate::store::users::{Role, User};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/admin/overview", get(activity::overview))
-        .route("/api/admin/users", get(users::list_users))
-        .route(
-            "/api/admin/users/{id}",
-            get(users::user_detail).patch(users::change_role),
-        )
-        .route("/api/admin/users/{id}/entitlements", post(users::grant))
-        .route(
-            "/api/admin/users/{id}/entitlements/{name}",
-            delete(users::remove_entitlement),
-        )
-        .route("/api/admin/users/{id}/disable", post(users::disable))
-        .route("/api/admin/users/{id}/enable", post(users::enable))
-        .route(
-            "/api/admin/credentials/{id}",
-            delete(revoke::revoke_credential),
-        )
-        .route(
-            "/api/admin/licenses/{jti}/revoke",
-            post(revoke::revoke_license),
-        )
-        .route("/api/admin/audit", get(activity::audit))
+pub use guard::Admin;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(activity::overview))
+        .routes(routes!(users::list_users))
+        .routes(routes!(users::user_detail, changes::change_role))
+        .routes(routes!(changes::grant))
+        .routes(routes!(changes::remove_entitlement))
+        .routes(routes!(changes::disable))
+        .routes(routes!(changes::enable))
+        .routes(routes!(revoke::revoke_credential))
+        .routes(routes!(revoke::revoke_license))
+        .routes(routes!(activity::audit))
 }
 
-fn no_such_user() -> AppError {
-    AppError::not_found("no-such-user", "there is no user with this id")
+/// A user as the admin API shows them.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserInfo {
+    id: String,
+    username: String,
+    display_name: String,
+    role: Role,
+    disabled: bool,
+    created_at: Time,
 }
 
-fn user_json(u: &User) -> Value {
-    json!({"id": u.id, "username": u.username, "display_name": u.display_name, "role": u.role,
-           "disabled": u.disabled_at.is_some(), "created_at": rfc3339(u.created_at)})
+impl From<&User> for UserInfo {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            display_name: u.display_name.clone(),
+            role: u.role,
+            disabled: u.disabled_at.is_some(),
+            created_at: Time(u.created_at),
+        }
+    }
 }
 
-async fn record(
-    state: &AppState,
-    admin: &Admin,
-    client: &ClientInfo,
-    event: &str,
-    target_user: Option<&str>,
-    target: Option<&str>,
-) -> Result<()> {
-    let e = AuditEvent {
-        event,
-        actor_user_id: Some(&admin.user.id),
-        target_user_id: target_user,
-        target,
-        client_addr: client.addr.as_deref(),
-        user_agent: client.user_agent.as_deref(),
-        detail: None,
-    };
-    state.store.audit(&e, now()).await?;
-    Ok(())
-}
-
-fn limit(requested: Option<i64>) -> i64 {
-    requested.unwrap_or(50).clamp(1, 200)
+/// A page size: 1 to 200, 50 when not given.
+fn limit(requested: Option<i64>) -> crate::error::Result<i64> {
+    match requested {
+        None => Ok(50),
+        Some(n @ 1..=200) => Ok(n),
+        Some(_) => Err(crate::error::AppError::bad_request(
+            "invalid-query",
+            "limit must be from 1 to 200.",
+        )),
+    }
 }

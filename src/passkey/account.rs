@@ -1,162 +1,212 @@
 //! Self-service for the signed-in user: profile, passkeys, signing out.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::clean_name;
-use super::session::SignedIn;
-use crate::app::{no_store, rfc3339, AppJson, AppState, ClientInfo};
+use super::{clean_name, NameText};
 use crate::error::{AppError, Result};
-use crate::store::audit::AuditEvent;
+use crate::http::session::SignedIn;
+use crate::http::{AppJson, AppPath, ClientInfo, Time};
+use crate::state::AppState;
+use crate::store::audit::{AuditEvent, Event};
 use crate::store::credentials::Credential;
 use crate::store::now;
+use crate::store::revocations::{PasskeyRevocation, PasskeyRules};
+use crate::store::users::Role;
 
-fn passkey_json(c: &Credential) -> Value {
-    json!({
-        "id": c.id,
-        "name": c.name,
-        "created_at": rfc3339(c.created_at),
-        "last_used_at": c.last_used_at.map(rfc3339),
-        "backup_eligible": c.backup_eligible,
-        "backup_state": c.backup_state,
-    })
+/// One of the signed-in user's passkeys.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PasskeyInfo {
+    /// The credential id, base64url.
+    id: String,
+    name: String,
+    created_at: Time,
+    last_used_at: Option<Time>,
+    /// The passkey can be synced to other devices (WebAuthn backup eligibility).
+    backup_eligible: bool,
+    /// The passkey is synced now.
+    backup_state: bool,
+}
+
+impl From<&Credential> for PasskeyInfo {
+    fn from(c: &Credential) -> Self {
+        Self {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            created_at: Time(c.created_at),
+            last_used_at: c.last_used_at.map(Time),
+            backup_eligible: c.backup_eligible,
+            backup_state: c.backup_state,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EntitlementInfo {
+    name: String,
+    /// Null for no expiry.
+    expires_at: Option<Time>,
+}
+
+/// The signed-in user.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Me {
+    user_id: String,
+    username: String,
+    display_name: String,
+    role: Role,
+    entitlements: Vec<EntitlementInfo>,
+    passkeys: Vec<PasskeyInfo>,
+    /// The passkey this session signed in with.
+    current_passkey: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Rename {
+    name: NameText,
+}
+
+fn no_such_passkey() -> AppError {
+    AppError::not_found("no-such-passkey", "You have no passkey with this id.")
 }
 
 #[utoipa::path(
     get,
     path = "/api/me",
     tag = "passkeys",
+    operation_id = "me",
     summary = "The signed-in user",
+    security(("session" = [])),
     responses(
-        (status = 200, description = "The user, entitlements and passkeys", body = crate::openapi::Me),
-        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = crate::openapi::Problem, content_type = "application/problem+json")
+        (status = 200, description = "The user, entitlements and passkeys", body = Me),
+        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn me(State(state): State<AppState>, signed_in: SignedIn) -> Result<Response> {
+pub(crate) async fn me(State(state): State<AppState>, signed_in: SignedIn) -> Result<Json<Me>> {
     let user = state
         .store
         .user_by_id(&signed_in.user_id)
         .await?
         .filter(|u| u.disabled_at.is_none())
         .ok_or_else(AppError::not_signed_in)?;
-    let entitlements: Vec<Value> = state
+    let entitlements = state
         .store
         .current_entitlements(&user.id, now())
         .await?
-        .iter()
-        .map(|e| json!({"name": e.name, "expires_at": e.expires_at.map(rfc3339)}))
+        .into_iter()
+        .map(|e| EntitlementInfo {
+            name: e.name,
+            expires_at: e.expires_at.map(Time),
+        })
         .collect();
-    let passkeys: Vec<Value> = state
+    let passkeys = state
         .store
         .active_credentials(&user.id)
         .await?
         .iter()
-        .map(passkey_json)
+        .map(PasskeyInfo::from)
         .collect();
-    Ok(no_store(json!({
-        "user_id": user.id,
-        "username": user.username,
-        "display_name": user.display_name,
-        "role": user.role,
-        "entitlements": entitlements,
-        "passkeys": passkeys,
-        "current_passkey": signed_in.credential_id,
-    })))
-}
-
-#[derive(Deserialize)]
-pub(crate) struct Rename {
-    name: String,
+    Ok(Json(Me {
+        user_id: user.id,
+        username: user.username,
+        display_name: user.display_name,
+        role: user.role,
+        entitlements,
+        passkeys,
+        current_passkey: signed_in.credential_id,
+    }))
 }
 
 #[utoipa::path(
     patch,
     path = "/api/me/passkeys/{id}",
     tag = "passkeys",
+    operation_id = "rename_passkey",
     summary = "Rename one of your passkeys",
-    request_body = crate::openapi::Rename,
+    security(("session" = [])),
+    request_body = Rename,
     params(("id" = String, Path, description = "credential id (base64url)")),
     responses(
-        (status = 200, description = "Renamed", body = crate::openapi::Passkey),
-        (status = 400, description = "Invalid name", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such passkey of yours", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Renamed", body = PasskeyInfo),
+        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such passkey of yours", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn rename_passkey(
     State(state): State<AppState>,
     signed_in: SignedIn,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(body): AppJson<Rename>,
-) -> Result<Response> {
-    let name = clean_name("name", &body.name)?;
+) -> Result<Json<PasskeyInfo>> {
+    let name = clean_name("name", &body.name.0)?;
     if !state
         .store
         .rename_credential(&signed_in.user_id, &id, &name)
         .await?
     {
-        return Err(AppError::not_found(
-            "no-such-passkey",
-            "you have no passkey with this id",
-        ));
+        return Err(no_such_passkey());
     }
-    let credential = state.store.credential(&id).await?.ok_or_else(|| {
-        AppError::not_found("no-such-passkey", "you have no passkey with this id")
-    })?;
-    Ok(no_store(passkey_json(&credential)))
+    let credential = state
+        .store
+        .credential(&id)
+        .await?
+        .ok_or_else(no_such_passkey)?;
+    Ok(Json(PasskeyInfo::from(&credential)))
 }
 
 #[utoipa::path(
     delete,
     path = "/api/me/passkeys/{id}",
     tag = "passkeys",
+    operation_id = "remove_passkey",
     summary = "Remove one of your passkeys (ends its sessions, revokes their licenses)",
+    security(("session" = [])),
     params(("id" = String, Path, description = "credential id (base64url)")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such passkey of yours", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Your last passkey", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such passkey of yours", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Your last passkey", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn remove_passkey(
     State(state): State<AppState>,
     signed_in: SignedIn,
     client: ClientInfo,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    let active = state.store.active_credentials(&signed_in.user_id).await?;
-    if !active.iter().any(|c| c.id == id) {
-        return Err(AppError::not_found(
-            "no-such-passkey",
-            "you have no passkey with this id",
-        ));
-    }
-    if active.len() == 1 {
-        return Err(AppError::conflict(
-            "last-passkey",
-            "this is your only passkey; add another before removing it",
-        ));
-    }
-    state
-        .store
-        .revoke_credential(&id, "removed by its owner", now())
-        .await?;
-    state.status.refresh(&state.store).await?;
-    let event = AuditEvent {
-        event: "passkey.removed",
+    let audit = AuditEvent {
         actor_user_id: Some(&signed_in.user_id),
-        target_user_id: Some(&signed_in.user_id),
         target: Some(&id),
         client_addr: client.addr.as_deref(),
         user_agent: client.user_agent.as_deref(),
-        detail: None,
+        ..AuditEvent::new(Event::PasskeyRemoved)
     };
-    state.store.audit(&event, now()).await?;
+    let rules = PasskeyRules {
+        owner: Some(&signed_in.user_id),
+        keep_one: true,
+    };
+    match state
+        .store
+        .revoke_credential(&id, "removed by its owner", rules, &audit, now())
+        .await?
+    {
+        PasskeyRevocation::Revoked(_) => {}
+        PasskeyRevocation::NotFound => return Err(no_such_passkey()),
+        PasskeyRevocation::LastPasskey | PasskeyRevocation::LastAdmin => {
+            return Err(AppError::conflict(
+                "last-passkey",
+                "This is your only passkey; add another before removing it.",
+            ))
+        }
+    }
+    state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -175,6 +225,7 @@ fn signed_out() -> Response {
     post,
     path = "/api/logout",
     tag = "passkeys",
+    operation_id = "logout",
     summary = "Sign out (deletes the session server-side)",
     responses(
         (status = 204, description = "Signed out; sends Clear-Site-Data"),
@@ -189,10 +240,12 @@ pub(crate) async fn logout(session: tower_sessions::Session) -> Result<Response>
     post,
     path = "/api/logout/everywhere",
     tag = "passkeys",
+    operation_id = "logout_everywhere",
     summary = "Sign out of every session",
+    security(("session" = [])),
     responses(
         (status = 204, description = "Every session ended"),
-        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn logout_everywhere(

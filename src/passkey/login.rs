@@ -4,27 +4,40 @@ use axum::extract::State;
 use axum::Json;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use sha2::Sha256;
 use tower_sessions::Session;
-use webauthn_rs::prelude::{
-    DiscoverableAuthentication, Passkey, PublicKeyCredential, WebauthnError,
-};
+use utoipa::ToSchema;
+use webauthn_rs::prelude::{DiscoverableAuthentication, Passkey, WebauthnError};
 
-use super::{begin_ceremony, ceremony_failed, clean_name, session, take_ceremony};
-use crate::app::{AppJson, AppState, ClientInfo};
+use super::credential::{AuthenticationCredential, PasskeyOptions};
+use super::{begin_ceremony, ceremony_failed, clean_name, take_ceremony};
 use crate::error::{AppError, Result};
-use crate::license::jose::b64;
-use crate::store::audit::AuditEvent;
+use crate::http::session;
+use crate::http::{AppJson, ClientInfo};
+use crate::state::AppState;
+use crate::store::audit::{AuditEvent, Event};
 use crate::store::credentials::UseOutcome;
 use crate::store::now;
+use latchkey_core::jose::b64;
 
 const KIND: &str = "login";
 
-#[derive(Deserialize, Default)]
-pub(crate) struct StartRequest {
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginStart {
+    /// Omit (or leave empty) for a sign-in without a username: autofill or the
+    /// browser's passkey picker.
     #[serde(default)]
+    #[schema(max_length = 64, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     username: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SignedInUser {
+    user_id: String,
+    username: String,
+    /// The entitlements in force now.
+    entitlements: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -39,31 +52,31 @@ struct Ceremony {
     post,
     path = "/api/login/start",
     tag = "passkeys",
+    operation_id = "login_start",
     summary = "Start a sign-in (with a username, or discoverable for autofill)",
-    request_body = crate::openapi::LoginStart,
+    request_body = LoginStart,
     responses(
-        (status = 200, description = "Request options", body = crate::openapi::WebAuthnOptions),
-        (status = 400, description = "Invalid username", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Request options", body = PasskeyOptions),
+        (status = 422, description = "Invalid username", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn start(
     State(state): State<AppState>,
     session: Session,
-    AppJson(request): AppJson<StartRequest>,
-) -> Result<Json<Value>> {
-    let username = match request.username.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(name) => Some(clean_name("username", name)?),
+    AppJson(request): AppJson<LoginStart>,
+) -> Result<Json<PasskeyOptions>> {
+    // No username (or only spaces) asks for a discoverable passkey.
+    let username = match request.username.as_deref() {
+        Some(name) if !name.trim().is_empty() || name.chars().any(char::is_control) => {
+            Some(clean_name("username", name)?)
+        }
+        _ => None,
     };
     let (options, authentication) = state
         .webauthn
         .start_discoverable_authentication()
         .map_err(|e| AppError::Internal(anyhow::anyhow!("start authentication: {e}")))?;
-    let mut options = serde_json::to_value(options).map_err(anyhow::Error::from)?;
-    if let Some(object) = options.as_object_mut() {
-        // The page chooses between autofill and a modal request, not the server.
-        object.remove("mediation");
-    }
+    let mut options = PasskeyOptions::from_challenge(options)?;
     let expected_user = match &username {
         None => None,
         Some(name) => {
@@ -89,13 +102,7 @@ pub(crate) async fn start(
             } else {
                 ids
             };
-            let allow: Vec<Value> = ids
-                .iter()
-                .map(|id| json!({"type": "public-key", "id": id}))
-                .collect();
-            if let Some(public_key) = options.get_mut("publicKey").and_then(Value::as_object_mut) {
-                public_key.insert("allowCredentials".into(), Value::Array(allow));
-            }
+            options = options.allow_credentials(&ids);
             Some(user.map(|u| u.id))
         }
     };
@@ -124,23 +131,24 @@ fn fake_credential_id(state: &AppState, username: &str) -> String {
     post,
     path = "/api/login/finish",
     tag = "passkeys",
+    operation_id = "login_finish",
     summary = "Finish a sign-in; rotates the session id",
-    request_body = crate::openapi::CredentialJson,
+    request_body = AuthenticationCredential,
     responses(
-        (status = 200, description = "Signed in", body = crate::openapi::SignedIn),
-        (status = 400, description = "Malformed assertion or unknown/finished ceremony", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Assertion refused, `unknown-credential`, `counter-regressed` or `account-disabled`", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Signed in", body = SignedInUser),
+        (status = 400, description = "Malformed assertion or unknown/finished ceremony", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Assertion refused, `unknown-credential`, `counter-regressed` or `account-disabled`", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn finish(
     State(state): State<AppState>,
     session: Session,
     client: ClientInfo,
-    AppJson(credential): AppJson<PublicKeyCredential>,
-) -> Result<Json<Value>> {
+    AppJson(credential): AppJson<AuthenticationCredential>,
+) -> Result<Json<SignedInUser>> {
     let ceremony: Ceremony = take_ceremony(&state, &session, KIND).await?;
-    super::check_credential_shape(&credential.id, &credential.raw_id, &credential.type_)?;
-    let credential_id = b64(credential.get_credential_id());
+    let credential_id = credential.credential_id();
+    let credential = credential.into_webauthn()?;
     let audit_failure = |reason: &'static str, user: Option<String>| {
         let state = state.clone();
         let client = client.clone();
@@ -148,13 +156,12 @@ pub(crate) async fn finish(
         async move {
             crate::metrics::ceremony("signin", reason);
             let event = AuditEvent {
-                event: "signin.failure",
                 target_user_id: user.as_deref(),
                 target: Some(&credential_id),
                 client_addr: client.addr.as_deref(),
                 user_agent: client.user_agent.as_deref(),
                 detail: Some(reason),
-                ..AuditEvent::default()
+                ..AuditEvent::new(Event::SigninFailure)
             };
             if let Err(err) = state.store.audit(&event, now()).await {
                 tracing::warn!(error = %err, "could not record a failed sign-in");
@@ -177,21 +184,32 @@ pub(crate) async fn finish(
             audit_failure("passkey of another user", Some(stored.user_id.clone())).await;
             return Err(AppError::unauthorized(
                 "ceremony-failed",
-                "this passkey does not belong to that user",
+                "This passkey belongs to another account.",
             ));
         }
     }
-    // A user handle, when present, must name the passkey's owner (WebAuthn §7.2 step 6).
-    if let Some(handle) = credential.get_user_unique_id() {
-        let owner =
-            webauthn_rs::prelude::Uuid::parse_str(&stored.user_id).map_err(anyhow::Error::from)?;
-        if handle != owner.as_bytes() {
-            audit_failure("user handle mismatch", Some(stored.user_id.clone())).await;
+    // WebAuthn §7.2 step 6: a user handle, when present, must name the passkey's
+    // owner; when nobody was named before the ceremony, it must be present.
+    match credential.get_user_unique_id() {
+        Some(handle) => {
+            let owner = webauthn_rs::prelude::Uuid::parse_str(&stored.user_id)
+                .map_err(anyhow::Error::from)?;
+            if handle != owner.as_bytes() {
+                audit_failure("user handle mismatch", Some(stored.user_id.clone())).await;
+                return Err(AppError::unauthorized(
+                    "ceremony-failed",
+                    "The passkey's user handle does not match its account.",
+                ));
+            }
+        }
+        None if ceremony.expected_user.is_none() => {
+            audit_failure("user handle missing", Some(stored.user_id.clone())).await;
             return Err(AppError::unauthorized(
                 "ceremony-failed",
-                "the user handle does not match the passkey",
+                "A sign-in without a username needs the passkey's user handle, and the answer had none.",
             ));
         }
+        None => {}
     }
     let user = state
         .store
@@ -202,7 +220,7 @@ pub(crate) async fn finish(
         audit_failure("account disabled", Some(user.id.clone())).await;
         return Err(AppError::unauthorized(
             "account-disabled",
-            "this account is disabled",
+            "This account is disabled; ask an administrator.",
         ));
     }
     let mut passkey: Passkey =
@@ -252,18 +270,19 @@ pub(crate) async fn finish(
         .map(|e| e.name)
         .collect();
     let event = AuditEvent {
-        event: "signin.success",
         actor_user_id: Some(&user.id),
         target_user_id: Some(&user.id),
         target: Some(&credential_id),
         client_addr: client.addr.as_deref(),
         user_agent: client.user_agent.as_deref(),
-        detail: None,
+        ..AuditEvent::new(Event::SigninSuccess)
     };
     state.store.audit(&event, now()).await?;
-    Ok(Json(
-        json!({"user_id": user.id, "username": user.username, "entitlements": entitlements}),
-    ))
+    Ok(Json(SignedInUser {
+        user_id: user.id,
+        username: user.username,
+        entitlements,
+    }))
 }
 
 async fn counter_regressed(
@@ -278,18 +297,17 @@ async fn counter_regressed(
         "sign-in refused: the passkey's signature counter did not increase (possible cloned authenticator)"
     );
     let event = AuditEvent {
-        event: "signin.counter_regression",
         target_user_id: Some(user_id),
         target: Some(credential_id),
         client_addr: client.addr.as_deref(),
         user_agent: client.user_agent.as_deref(),
-        ..AuditEvent::default()
+        ..AuditEvent::new(Event::SigninCounterRegression)
     };
     if let Err(err) = state.store.audit(&event, now()).await {
         tracing::warn!(error = %err, "could not record a counter regression");
     }
     AppError::unauthorized(
         "counter-regressed",
-        "this passkey's signature counter went backwards; it may have been cloned",
+        "This passkey's signature counter went backwards, so it may have been copied; use another passkey or ask an administrator.",
     )
 }

@@ -1,61 +1,75 @@
 //! Passkey accounts: registration, sign-in (also with autofill) and self-service.
 
 pub(crate) mod account;
+pub mod credential;
 pub(crate) mod login;
 pub(crate) mod register;
-pub mod session;
 
-use axum::routing::{patch, post};
-use axum::Router;
 use serde::{de::DeserializeOwned, Serialize};
-use serde_json::{json, Value};
 use tower_sessions::Session;
-use webauthn_rs::prelude::{COSEKeyType, Passkey, WebauthnError};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use webauthn_rs::prelude::WebauthnError;
 
-use crate::app::AppState;
 use crate::error::{AppError, Result};
-use crate::license::jose::b64;
+use crate::state::AppState;
 use crate::store::now;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/register/start", post(register::start))
-        .route("/api/register/finish", post(register::finish))
-        .route("/api/login/start", post(login::start))
-        .route("/api/login/finish", post(login::finish))
-        .route("/api/logout", post(account::logout))
-        .route("/api/logout/everywhere", post(account::logout_everywhere))
-        .route("/api/me", axum::routing::get(account::me))
-        .route("/api/me/passkeys/start", post(register::add_start))
-        .route("/api/me/passkeys/finish", post(register::add_finish))
-        .route(
-            "/api/me/passkeys/{id}",
-            patch(account::rename_passkey).delete(account::remove_passkey),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register::start))
+        .routes(routes!(register::finish))
+        .routes(routes!(login::start))
+        .routes(routes!(login::finish))
+        .routes(routes!(account::logout))
+        .routes(routes!(account::logout_everywhere))
+        .routes(routes!(account::me))
+        .routes(routes!(register::add_start))
+        .routes(routes!(register::add_finish))
+        .routes(routes!(account::rename_passkey, account::remove_passkey))
 }
 
-/// WebAuthn's own limit on credential ids (Level 3, §5.1).
-pub const MAX_CREDENTIAL_ID_BYTES: usize = 1023;
-
-/// Validates a username or display name: 1 to 64 characters after trimming, no
-/// control characters.
+/// Validates a username or display name: at most 64 characters, no control
+/// characters, and something other than spaces; returns it trimmed.
+/// [`NAME_PATTERN`] says the same to the API document.
 pub fn clean_name(field: &'static str, value: &str) -> Result<String> {
-    let trimmed = value.trim();
-    let count = trimmed.chars().count();
-    if count == 0 || count > 64 {
-        return Err(AppError::bad_request(
+    if value.chars().any(char::is_control) {
+        return Err(AppError::Unprocessable(
             "invalid-name",
-            format!("{field} must be 1 to 64 characters long"),
+            format!("The {field} must not contain control characters."),
         ));
     }
-    if trimmed.chars().any(char::is_control) {
-        return Err(AppError::bad_request(
+    let trimmed = value.trim();
+    if trimmed.is_empty() || value.chars().count() > 64 {
+        return Err(AppError::Unprocessable(
             "invalid-name",
-            format!("{field} must not contain control characters"),
+            format!("The {field} must be 1 to 64 characters long."),
         ));
     }
     Ok(trimmed.to_owned())
 }
+
+/// A name as a request carries it; [`clean_name`] checks it, and its schema
+/// says the same: at most 64 characters, not only spaces, no control characters.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(transparent)]
+pub struct NameText(pub String);
+
+impl utoipa::PartialSchema for NameText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        const NOT_CONTROL: &str = "[^\\u0000-\\u001F\\u007F-\\u009F]";
+        const VISIBLE: &str = "[^\\s\\u0000-\\u001F\\u007F-\\u009F]";
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(64))
+            .pattern(Some(format!("^{NOT_CONTROL}*{VISIBLE}{NOT_CONTROL}*$")))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for NameText {}
 
 /// Session key under which a started ceremony of `kind` is remembered.
 fn ceremony_key(kind: &str) -> String {
@@ -101,9 +115,9 @@ async fn take_ceremony<S: DeserializeOwned>(
     kind: &str,
 ) -> Result<S> {
     let gone = || {
-        AppError::bad_request(
+        AppError::Unprocessable(
             "ceremony-not-found",
-            "this ceremony is unknown, finished or expired; start again",
+            "This passkey request is unknown, already finished or expired; start again.".into(),
         )
     };
     let id: String = session
@@ -119,90 +133,20 @@ async fn take_ceremony<S: DeserializeOwned>(
         .map_err(|e| AppError::Internal(anyhow::Error::from(e).context("ceremony state")))
 }
 
-/// The outer fields of a `PublicKeyCredential` JSON that webauthn-rs leaves
-/// unchecked: `type` must be "public-key" and `id` must be `rawId` in base64url.
-fn check_credential_shape(id: &str, raw_id: &[u8], kind: &str) -> Result<()> {
-    if kind != "public-key" {
-        return Err(AppError::bad_request(
-            "malformed-credential",
-            "credential type must be \"public-key\"",
-        ));
-    }
-    if id != b64(raw_id) {
-        return Err(AppError::bad_request(
-            "malformed-credential",
-            "credential id and rawId differ",
-        ));
-    }
-    Ok(())
-}
-
 /// Maps a WebAuthn verification failure to a client error; never a 500.
 fn ceremony_failed(err: WebauthnError) -> AppError {
     use WebauthnError as E;
-    let detail = format!("the passkey response was rejected: {err}");
+    let detail = format!("The passkey's answer was refused: {err}.");
     match err {
         E::ParseNOMFailure
         | E::ParseCBORFailure(_)
         | E::ParseJSONFailure(_)
         | E::ParseBase64Failure(_)
         | E::ParseInsufficientBytesAvailable => {
-            AppError::bad_request("malformed-credential", detail)
+            AppError::Unprocessable("malformed-credential", detail)
         }
         _ => AppError::unauthorized("ceremony-failed", detail),
     }
-}
-
-/// The passkey's public key as a JWK (for a license's `cks`), with `kid` the credential id.
-fn credential_jwk(passkey: &Passkey) -> Value {
-    let kid = b64(passkey.cred_id().as_slice());
-    match &passkey.get_public_key().key {
-        COSEKeyType::EC_EC2(ec) => {
-            json!({"kty": "EC", "crv": "P-256", "x": b64(&ec.x), "y": b64(&ec.y), "alg": "ES256", "kid": kid})
-        }
-        COSEKeyType::EC_OKP(okp) => {
-            json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&okp.x), "alg": "EdDSA", "kid": kid})
-        }
-        COSEKeyType::RSA(rsa) => {
-            json!({"kty": "RSA", "n": b64(&rsa.n), "e": b64(rsa.e), "alg": "RS256", "kid": kid})
-        }
-    }
-}
-
-/// AAGUID and backup flags, read from the verified attestation object's authenticator data.
-struct AuthenticatorInfo {
-    aaguid: String,
-    backup_eligible: bool,
-    backup_state: bool,
-}
-
-fn authenticator_info(attestation_object: &[u8]) -> Result<AuthenticatorInfo> {
-    let bad = || {
-        AppError::bad_request(
-            "malformed-credential",
-            "the attestation object is malformed",
-        )
-    };
-    let value: ciborium::Value = ciborium::from_reader(attestation_object).map_err(|_| bad())?;
-    let auth_data = value
-        .as_map()
-        .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("authData")))
-        .and_then(|(_, v)| v.as_bytes())
-        .ok_or_else(bad)?;
-    if auth_data.len() < 53 {
-        return Err(bad());
-    }
-    let flags = auth_data[32];
-    let a = &auth_data[37..53];
-    let aaguid = uuid::Uuid::from_slice(a)
-        .map_err(|_| bad())?
-        .hyphenated()
-        .to_string();
-    Ok(AuthenticatorInfo {
-        aaguid,
-        backup_eligible: flags & 0x08 != 0,
-        backup_state: flags & 0x10 != 0,
-    })
 }
 
 /// A name a person recognises for a new passkey, from the browser that made
@@ -240,20 +184,6 @@ fn default_passkey_name(user_agent: Option<&str>) -> String {
         (browser, "") => format!("{browser} passkey"),
         ("", os) => format!("Passkey on {os}"),
         (browser, os) => format!("{browser} on {os}"),
-    }
-}
-
-/// Asks for a discoverable credential (a passkey that can sign in without a
-/// username), which webauthn-rs leaves at "discouraged".
-fn require_resident_key(options: &mut Value) {
-    if let Some(public_key) = options.get_mut("publicKey").and_then(Value::as_object_mut) {
-        let selection = public_key
-            .entry("authenticatorSelection")
-            .or_insert_with(|| json!({}));
-        if let Some(selection) = selection.as_object_mut() {
-            selection.insert("residentKey".into(), json!("required"));
-            selection.insert("requireResidentKey".into(), json!(true));
-        }
     }
 }
 

@@ -5,29 +5,46 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use tower_sessions::Session;
+use utoipa::ToSchema;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential, Uuid, WebauthnError};
 
-use super::session::{self, SignedIn};
-use super::{
-    authenticator_info, begin_ceremony, ceremony_failed, clean_name, credential_jwk,
-    require_resident_key, take_ceremony,
+use super::credential::{
+    authenticator_info, credential_jwk, PasskeyOptions, RegistrationCredential,
 };
-use crate::app::{AppJson, AppState, ClientInfo};
+use super::{begin_ceremony, ceremony_failed, clean_name, take_ceremony, NameText};
 use crate::error::{AppError, Result};
-use crate::license::jose::b64;
-use crate::store::audit::AuditEvent;
+use crate::http::session::{self, SignedIn};
+use crate::http::{AppJson, ClientInfo};
+use crate::state::AppState;
+use crate::store::audit::{AuditEvent, Event};
 use crate::store::credentials::{NewCredential, NewUser, RegisterError};
 use crate::store::now;
+use latchkey_core::jose::b64;
 
 const NEW_ACCOUNT: &str = "register";
 const ADD_PASSKEY: &str = "add-passkey";
 
-#[derive(Deserialize)]
-pub(crate) struct StartRequest {
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterStart {
+    /// At most 64 characters, not only spaces, no control characters; unique regardless of case.
+    username: NameText,
+    /// Shown by authenticators; the username when absent.
+    #[serde(default)]
+    display_name: Option<NameText>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Registered {
+    user_id: String,
     username: String,
-    display_name: Option<String>,
+    credential_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PasskeyAdded {
+    credential_id: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -38,33 +55,35 @@ struct Ceremony {
     display_name: String,
 }
 
+fn username_taken() -> AppError {
+    AppError::conflict("username-taken", "This username is taken; choose another.")
+}
+
 #[utoipa::path(
     post,
     path = "/api/register/start",
     tag = "passkeys",
+    operation_id = "register_start",
     summary = "Start registering a new account",
-    request_body = crate::openapi::RegisterStart,
+    request_body = RegisterStart,
     responses(
-        (status = 200, description = "Creation options", body = crate::openapi::WebAuthnOptions),
-        (status = 400, description = "Invalid username", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Username taken", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Creation options", body = PasskeyOptions),
+        (status = 409, description = "Username taken", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid username", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn start(
     State(state): State<AppState>,
     session: Session,
-    AppJson(request): AppJson<StartRequest>,
-) -> Result<Json<Value>> {
-    let username = clean_name("username", &request.username)?;
+    AppJson(request): AppJson<RegisterStart>,
+) -> Result<Json<PasskeyOptions>> {
+    let username = clean_name("username", &request.username.0)?;
     let display_name = match &request.display_name {
-        Some(name) if !name.trim().is_empty() => clean_name("display_name", name)?,
-        _ => username.clone(),
+        Some(name) => clean_name("display name", &name.0)?,
+        None => username.clone(),
     };
     if state.store.user_by_username(&username).await?.is_some() {
-        return Err(AppError::conflict(
-            "username-taken",
-            "this username is taken; choose another",
-        ));
+        return Err(username_taken());
     }
     let user_id = Uuid::new_v4();
     let (options, registration) = state
@@ -78,48 +97,52 @@ pub(crate) async fn start(
         display_name,
     };
     begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
-    let mut options = serde_json::to_value(options).map_err(anyhow::Error::from)?;
-    require_resident_key(&mut options);
-    Ok(Json(options))
+    Ok(Json(
+        PasskeyOptions::from_challenge(options)?.require_resident_key(),
+    ))
 }
 
 #[utoipa::path(
     post,
     path = "/api/register/finish",
     tag = "passkeys",
+    operation_id = "register_finish",
     summary = "Finish registration; signs the new user in",
-    request_body = crate::openapi::CredentialJson,
+    request_body = RegistrationCredential,
     responses(
-        (status = 201, description = "Registered and signed in", body = crate::openapi::Registered),
-        (status = 400, description = "Malformed credential or unknown/finished ceremony", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Attestation refused", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Username taken or credential already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Registered and signed in", body = Registered),
+        (status = 400, description = "Malformed credential or unknown/finished ceremony", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Attestation refused", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Username taken or credential already registered", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn finish(
     State(state): State<AppState>,
     session: Session,
     client: ClientInfo,
-    AppJson(credential): AppJson<RegisterPublicKeyCredential>,
-) -> Result<(StatusCode, Json<Value>)> {
+    AppJson(credential): AppJson<RegistrationCredential>,
+) -> Result<(StatusCode, Json<Registered>)> {
     let ceremony: Ceremony = take_ceremony(&state, &session, NEW_ACCOUNT).await?;
     let new_user = NewUser {
         id: &ceremony.user_id,
         username: &ceremony.username,
         display_name: &ceremony.display_name,
     };
+    let credential = credential.into_webauthn()?;
     let credential_id =
         store_passkey(&state, &ceremony, Some(new_user), &credential, &client).await?;
     session::start(&session, &ceremony.user_id, &credential_id, &client).await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({"user_id": ceremony.user_id, "username": ceremony.username, "credential_id": credential_id}),
-        ),
+        Json(Registered {
+            user_id: ceremony.user_id,
+            username: ceremony.username,
+            credential_id,
+        }),
     ))
 }
 
-/// Verifies the attestation and stores the passkey (and the new user).
+/// Verifies the attestation and stores the passkey (and the new user) with its audit row.
 async fn store_passkey(
     state: &AppState,
     ceremony: &Ceremony,
@@ -127,13 +150,7 @@ async fn store_passkey(
     credential: &RegisterPublicKeyCredential,
     client: &ClientInfo,
 ) -> Result<String> {
-    super::check_credential_shape(&credential.id, &credential.raw_id, &credential.type_)?;
-    if credential.raw_id.len() > super::MAX_CREDENTIAL_ID_BYTES {
-        return Err(AppError::bad_request(
-            "malformed-credential",
-            "credential ids are at most 1023 bytes",
-        ));
-    }
+    let already = || AppError::conflict("credential-exists", "This passkey is already registered.");
     let passkey = match state
         .webauthn
         .finish_passkey_registration(credential, &ceremony.registration)
@@ -147,17 +164,14 @@ async fn store_passkey(
                 .await?
                 .is_some() =>
         {
-            return Err(AppError::conflict(
-                "credential-exists",
-                "this passkey is already registered",
-            ));
+            return Err(already());
         }
         Err(err) => return Err(ceremony_failed(err)),
     };
-    if passkey.cred_id().len() > super::MAX_CREDENTIAL_ID_BYTES {
-        return Err(AppError::bad_request(
+    if passkey.cred_id().len() > super::credential::MAX_CREDENTIAL_ID_BYTES {
+        return Err(AppError::Unprocessable(
             "malformed-credential",
-            "credential ids are at most 1023 bytes",
+            "Credential ids are at most 1023 bytes.".into(),
         ));
     }
     let info = authenticator_info(&credential.response.attestation_object)?;
@@ -176,40 +190,28 @@ async fn store_passkey(
         backup_state: info.backup_state,
     };
     let is_new_user = new_user.is_some();
-    match state
-        .store
-        .register_credential(&ceremony.user_id, new_user, record, now())
-        .await
-    {
-        Ok(()) => {}
-        Err(RegisterError::UsernameTaken) => {
-            return Err(AppError::conflict(
-                "username-taken",
-                "this username is taken; choose another",
-            ))
-        }
-        Err(RegisterError::CredentialExists) => {
-            return Err(AppError::conflict(
-                "credential-exists",
-                "this passkey is already registered",
-            ))
-        }
-        Err(RegisterError::Db(err)) => return Err(err.into()),
-    }
-    let event = AuditEvent {
-        event: if is_new_user {
-            "registration"
-        } else {
-            "passkey.added"
-        },
+    let audit = AuditEvent {
         actor_user_id: Some(&ceremony.user_id),
         target_user_id: Some(&ceremony.user_id),
         target: Some(&credential_id),
         client_addr: client.addr.as_deref(),
         user_agent: client.user_agent.as_deref(),
-        detail: None,
+        ..AuditEvent::new(if is_new_user {
+            Event::Registration
+        } else {
+            Event::PasskeyAdded
+        })
     };
-    state.store.audit(&event, now()).await?;
+    match state
+        .store
+        .register_credential(&ceremony.user_id, new_user, record, &audit, now())
+        .await
+    {
+        Ok(()) => {}
+        Err(RegisterError::UsernameTaken) => return Err(username_taken()),
+        Err(RegisterError::CredentialExists) => return Err(already()),
+        Err(RegisterError::Store(err)) => return Err(err.into()),
+    }
     crate::metrics::ceremony(
         if is_new_user {
             "registration"
@@ -225,16 +227,18 @@ async fn store_passkey(
     post,
     path = "/api/me/passkeys/start",
     tag = "passkeys",
+    operation_id = "add_passkey_start",
     summary = "Start adding a passkey to the signed-in account",
+    security(("session" = [])),
     responses(
-        (status = 200, description = "Creation options", body = crate::openapi::WebAuthnOptions),
-        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Creation options", body = PasskeyOptions),
+        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn add_start(
     State(state): State<AppState>,
     signed_in: SignedIn,
-) -> Result<Json<Value>> {
+) -> Result<Json<PasskeyOptions>> {
     let user = state
         .store
         .user_by_id(&signed_in.user_id)
@@ -243,7 +247,7 @@ pub(crate) async fn add_start(
     let existing = state.store.active_credentials(&user.id).await?;
     let exclude = existing
         .iter()
-        .filter_map(|c| crate::license::jose::unb64(&c.id))
+        .filter_map(|c| latchkey_core::jose::unb64(&c.id))
         .collect();
     let user_uuid = Uuid::parse_str(&user.id).map_err(anyhow::Error::from)?;
     let (options, registration) = state
@@ -257,40 +261,40 @@ pub(crate) async fn add_start(
         display_name: user.display_name.clone(),
     };
     begin_ceremony(&state, &signed_in.session, ADD_PASSKEY, &ceremony).await?;
-    let mut options = serde_json::to_value(options).map_err(anyhow::Error::from)?;
-    require_resident_key(&mut options);
-    Ok(Json(options))
+    Ok(Json(
+        PasskeyOptions::from_challenge(options)?.require_resident_key(),
+    ))
 }
 
 #[utoipa::path(
     post,
     path = "/api/me/passkeys/finish",
     tag = "passkeys",
+    operation_id = "add_passkey_finish",
     summary = "Finish adding a passkey",
-    request_body = crate::openapi::CredentialJson,
+    security(("session" = [])),
+    request_body = RegistrationCredential,
     responses(
-        (status = 201, description = "Added", body = crate::openapi::PasskeyAdded),
-        (status = 400, description = "Malformed credential or unknown ceremony", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Credential already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Added", body = PasskeyAdded),
+        (status = 400, description = "Malformed credential or unknown ceremony", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in, or the attestation was refused", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Credential already registered", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn add_finish(
     State(state): State<AppState>,
     signed_in: SignedIn,
     client: ClientInfo,
-    AppJson(credential): AppJson<RegisterPublicKeyCredential>,
-) -> Result<(StatusCode, Json<Value>)> {
+    AppJson(credential): AppJson<RegistrationCredential>,
+) -> Result<(StatusCode, Json<PasskeyAdded>)> {
     let ceremony: Ceremony = take_ceremony(&state, &signed_in.session, ADD_PASSKEY).await?;
     if ceremony.user_id != signed_in.user_id {
-        return Err(AppError::bad_request(
+        return Err(AppError::Unprocessable(
             "ceremony-not-found",
-            "this ceremony belongs to another sign-in",
+            "This passkey request belongs to another sign-in; start again.".into(),
         ));
     }
+    let credential = credential.into_webauthn()?;
     let credential_id = store_passkey(&state, &ceremony, None, &credential, &client).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"credential_id": credential_id})),
-    ))
+    Ok((StatusCode::CREATED, Json(PasskeyAdded { credential_id })))
 }

@@ -1,18 +1,23 @@
 //! Queries behind the admin API: listing, counting, detail.
 
-use super::entitlements::Entitlement;
-use super::{dispatch, Store};
+use super::audit::Event;
+use super::users::{Role, User, UserRow};
+use super::{dispatch, Result, Store};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A user in a list, with the cursor key and their number of passkeys.
+#[derive(Debug, Clone)]
 pub struct UserSummary {
-    pub id: String,
-    pub username: String,
+    pub user: User,
     pub username_key: String,
-    pub display_name: String,
-    pub role: String,
-    pub disabled_at: Option<i64>,
-    pub created_at: i64,
     pub passkeys: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    username_key: String,
+    passkeys: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -41,19 +46,30 @@ impl Store {
         query: Option<&str>,
         after: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<UserSummary>, sqlx::Error> {
+    ) -> Result<Vec<UserSummary>> {
         let pattern = query.map(|q| format!("%{}%", like_escape(&super::users::username_key(q))));
         let sql = "SELECT u.id, u.username, u.username_key, u.display_name, u.role, u.disabled_at, u.created_at, \
                    (SELECT COUNT(*) FROM credentials c WHERE c.user_id = u.id AND c.revoked_at IS NULL) AS passkeys \
                    FROM users u WHERE ($1 IS NULL OR u.username_key LIKE $1 ESCAPE '\\' OR u.id = $2) \
                    AND ($3 IS NULL OR u.username_key > $3) ORDER BY u.username_key LIMIT $4";
-        dispatch!(self.reader(), p => sqlx::query_as::<_, UserSummary>(sql)
-            .bind(pattern.as_deref()).bind(query).bind(after).bind(limit).fetch_all(p).await)
+        let rows: Vec<SummaryRow> = dispatch!(self.reader(), p => sqlx::query_as(sql)
+            .bind(pattern.as_deref()).bind(query).bind(after).bind(limit).fetch_all(p).await)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(UserSummary {
+                    user: r.user.try_into()?,
+                    username_key: r.username_key,
+                    passkeys: r.passkeys,
+                })
+            })
+            .collect()
     }
 
-    pub async fn counts(&self, now: i64) -> Result<Counts, sqlx::Error> {
+    pub async fn counts(&self, now: i64) -> Result<Counts> {
         let one = |sql: &'static str| async move {
-            dispatch!(self.reader(), p => sqlx::query_scalar::<_, i64>(sql).bind(now).fetch_one(p).await)
+            Ok::<i64, super::Error>(
+                dispatch!(self.reader(), p => sqlx::query_scalar::<_, i64>(sql).bind(now).fetch_one(p).await)?,
+            )
         };
         Ok(Counts {
             users: one("SELECT COUNT(*) FROM users WHERE $1 IS NOT NULL").await?,
@@ -82,33 +98,28 @@ impl Store {
         })
     }
 
-    /// `(day number, event, count)` of audit events since `since` (Unix seconds).
-    pub async fn daily_events(&self, since: i64) -> Result<Vec<(i64, String, i64)>, sqlx::Error> {
-        let sql = "SELECT at / 86400 AS day, event, COUNT(*) FROM audit_log WHERE at >= $1 \
-                   AND event IN ('signin.success', 'license.minted', 'license.revoked', 'passkey.revoked', \
-                   'entitlement.removed', 'user.disabled') GROUP BY at / 86400, event";
-        dispatch!(self.reader(), p => sqlx::query_as::<_, (i64, String, i64)>(sql).bind(since).fetch_all(p).await)
-    }
-
-    /// Every credential of a user, revoked ones included, oldest first.
-    pub async fn all_credentials(
+    /// `(day number, event, count)` of the given audit events since `since` (Unix seconds).
+    pub async fn daily_events(
         &self,
-        user_id: &str,
-    ) -> Result<Vec<super::credentials::Credential>, sqlx::Error> {
-        let sql = "SELECT id, user_id, name, passkey, public_jwk, counter, aaguid, backup_eligible, backup_state, \
-                   created_at, last_used_at, revoked_at FROM credentials WHERE user_id = $1 ORDER BY created_at, id";
-        dispatch!(self.reader(), p => sqlx::query_as(sql).bind(user_id).fetch_all(p).await)
+        since: i64,
+        events: &[Event],
+    ) -> Result<Vec<(i64, Event, i64)>> {
+        let sql = "SELECT at / 86400 AS day, event, COUNT(*) FROM audit_log WHERE at >= $1 \
+                   GROUP BY at / 86400, event";
+        let rows: Vec<(i64, String, i64)> =
+            dispatch!(self.reader(), p => sqlx::query_as(sql).bind(since).fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(day, event, n)| Some((day, Event::parse(&event)?, n)))
+            .filter(|(_, event, _)| events.contains(event))
+            .collect())
     }
 
-    /// Every entitlement of a user, expired ones included.
-    pub async fn all_entitlements(&self, user_id: &str) -> Result<Vec<Entitlement>, sqlx::Error> {
-        let sql = "SELECT name, expires_at, granted_at FROM entitlements WHERE user_id = $1 ORDER BY name";
-        dispatch!(self.reader(), p => sqlx::query_as(sql).bind(user_id).fetch_all(p).await)
-    }
-
-    /// Active admins (not disabled).
-    pub async fn admin_count(&self) -> Result<i64, sqlx::Error> {
-        let sql = "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL";
-        dispatch!(self.reader(), p => sqlx::query_scalar(sql).fetch_one(p).await)
+    /// Enabled admins.
+    pub async fn admin_count(&self) -> Result<i64> {
+        let sql = "SELECT COUNT(*) FROM users WHERE role = $1 AND disabled_at IS NULL";
+        Ok(
+            dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(Role::Admin.as_str()).fetch_one(p).await)?,
+        )
     }
 }

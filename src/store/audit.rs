@@ -1,11 +1,64 @@
 //! The append-only audit log of security events and admin actions.
 
-use super::{dispatch, Store};
+use super::{dispatch, Result, Store};
+
+/// Declares the audit events once: the enum, its stored names and its schema.
+macro_rules! events {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:tt,)*) => {
+        /// What happened. Stored, filtered on and reported by its dotted name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        pub enum Event {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl Event {
+            /// Every event, in declaration order.
+            pub const ALL: &'static [Event] = &[$(Event::$variant,)*];
+
+            /// The stored name, e.g. `signin.success`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+
+            pub fn parse(name: &str) -> Option<Self> {
+                match name {
+                    $($name => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+events! {
+    /// A new account with its first passkey.
+    Registration = "registration",
+    PasskeyAdded = "passkey.added",
+    /// Removed by its owner.
+    PasskeyRemoved = "passkey.removed",
+    /// Revoked by an administrator.
+    PasskeyRevoked = "passkey.revoked",
+    SigninSuccess = "signin.success",
+    SigninFailure = "signin.failure",
+    /// A non-zero signature counter that did not increase: a possible clone.
+    SigninCounterRegression = "signin.counter_regression",
+    LicenseMinted = "license.minted",
+    LicenseRevoked = "license.revoked",
+    EntitlementGranted = "entitlement.granted",
+    EntitlementRemoved = "entitlement.removed",
+    UserRoleChanged = "user.role_changed",
+    UserDisabled = "user.disabled",
+    UserEnabled = "user.enabled",
+    KeyRotated = "key.rotated",
+    KeyRetired = "key.retired",
+}
 
 /// One event to record.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct AuditEvent<'a> {
-    pub event: &'a str,
+    pub event: Event,
     pub actor_user_id: Option<&'a str>,
     pub target_user_id: Option<&'a str>,
     pub target: Option<&'a str>,
@@ -14,7 +67,22 @@ pub struct AuditEvent<'a> {
     pub detail: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+impl<'a> AuditEvent<'a> {
+    /// An event with nothing but its kind; fill in the rest with struct update syntax.
+    pub fn new(event: Event) -> Self {
+        Self {
+            event,
+            actor_user_id: None,
+            target_user_id: None,
+            target: None,
+            client_addr: None,
+            user_agent: None,
+            detail: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRow {
     pub id: i64,
     pub at: i64,
@@ -35,7 +103,7 @@ macro_rules! insert_event {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind($now)
-        .bind($e.event)
+        .bind($e.event.as_str())
         .bind($e.actor_user_id)
         .bind($e.target_user_id)
         .bind($e.target)
@@ -47,22 +115,25 @@ macro_rules! insert_event {
 pub(crate) use insert_event;
 
 impl Store {
-    pub async fn audit(&self, e: &AuditEvent<'_>, now: i64) -> Result<(), sqlx::Error> {
-        dispatch!(self.writer(), p => insert_event!(e, now).execute(p).await.map(|_| ()))
+    /// Records an event that goes with no other change (a failed sign-in).
+    pub async fn audit(&self, e: &AuditEvent<'_>, now: i64) -> Result<()> {
+        dispatch!(self.writer(), p => insert_event!(e, now).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
     }
 
     /// Newest first; `before` is the cursor (an id from the previous page).
     pub async fn audit_page(
         &self,
         user_id: Option<&str>,
-        event: Option<&str>,
+        event: Option<Event>,
         before: Option<i64>,
         limit: i64,
-    ) -> Result<Vec<AuditRow>, sqlx::Error> {
+    ) -> Result<Vec<AuditRow>> {
         let sql = "SELECT id, at, event, actor_user_id, target_user_id, target, client_addr, user_agent, detail \
                    FROM audit_log WHERE ($1 IS NULL OR target_user_id = $1 OR actor_user_id = $1) \
                    AND ($2 IS NULL OR event = $2) AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4";
-        dispatch!(self.reader(), p => sqlx::query_as::<_, AuditRow>(sql)
-            .bind(user_id).bind(event).bind(before).bind(limit).fetch_all(p).await)
+        let event = event.map(Event::as_str);
+        Ok(dispatch!(self.reader(), p => sqlx::query_as(sql)
+            .bind(user_id).bind(event).bind(before).bind(limit).fetch_all(p).await)?)
     }
 }

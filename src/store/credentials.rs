@@ -1,6 +1,7 @@
 //! Passkeys (WebAuthn credentials) and the users they belong to.
 
-use super::{dispatch, is_unique_violation, transaction, Store};
+use super::audit::{insert_event, AuditEvent};
+use super::{dispatch, is_unique_violation, transaction, Error, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Credential {
@@ -42,12 +43,12 @@ pub struct NewUser<'a> {
 pub enum RegisterError {
     UsernameTaken,
     CredentialExists,
-    Db(sqlx::Error),
+    Store(Error),
 }
 
 impl From<sqlx::Error> for RegisterError {
     fn from(err: sqlx::Error) -> Self {
-        Self::Db(err)
+        Self::Store(err.into())
     }
 }
 
@@ -65,13 +66,14 @@ pub enum UseOutcome {
 }
 
 impl Store {
-    /// Stores a passkey, creating its user first when `new_user` is given, in one
-    /// transaction: either both rows exist afterwards or neither does.
+    /// Stores a passkey, creating its user first when `new_user` is given, with
+    /// its audit row, in one transaction: all rows exist afterwards or none does.
     pub async fn register_credential(
         &self,
         user_id: &str,
         new_user: Option<NewUser<'_>>,
         cred: NewCredential<'_>,
+        audit: &AuditEvent<'_>,
         now: i64,
     ) -> Result<(), RegisterError> {
         let user_sql =
@@ -114,21 +116,29 @@ impl Store {
             if inserted == 0 {
                 return Err(RegisterError::CredentialExists);
             }
+            insert_event!(audit, now).execute(&mut *tx).await?;
         });
         Ok(())
     }
 
-    pub async fn credential(&self, id: &str) -> Result<Option<Credential>, sqlx::Error> {
+    pub async fn credential(&self, id: &str) -> Result<Option<Credential>> {
         let sql = format!("SELECT {COLUMNS} FROM credentials WHERE id = $1");
-        dispatch!(self.reader(), p => sqlx::query_as::<_, Credential>(&sql).bind(id).fetch_optional(p).await)
+        Ok(dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?)
     }
 
     /// A user's passkeys that still work, oldest first.
-    pub async fn active_credentials(&self, user_id: &str) -> Result<Vec<Credential>, sqlx::Error> {
+    pub async fn active_credentials(&self, user_id: &str) -> Result<Vec<Credential>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM credentials WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id"
         );
-        dispatch!(self.reader(), p => sqlx::query_as::<_, Credential>(&sql).bind(user_id).fetch_all(p).await)
+        Ok(dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await)?)
+    }
+
+    /// Every credential of a user, revoked ones included, oldest first.
+    pub async fn all_credentials(&self, user_id: &str) -> Result<Vec<Credential>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM credentials WHERE user_id = $1 ORDER BY created_at, id");
+        Ok(dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await)?)
     }
 
     /// Records a successful assertion. The counter only moves forward: a non-zero
@@ -141,7 +151,7 @@ impl Store {
         passkey: &str,
         backup_state: bool,
         now: i64,
-    ) -> Result<UseOutcome, sqlx::Error> {
+    ) -> Result<UseOutcome> {
         let sql = "UPDATE credentials SET counter = $2, passkey = $3, backup_state = $4, last_used_at = $5 \
                    WHERE id = $1 AND revoked_at IS NULL \
                    AND ($2 > counter OR ($2 = 0 AND counter = 0)) \
@@ -149,7 +159,7 @@ impl Store {
         let counter = i64::from(counter);
         let updated = dispatch!(self.writer(), p => sqlx::query(sql)
             .bind(id).bind(counter).bind(passkey).bind(backup_state).bind(now)
-            .execute(p).await?.rows_affected());
+            .execute(p).await.map(|r| r.rows_affected()))?;
         if updated == 1 {
             return Ok(UseOutcome::Recorded);
         }
@@ -164,15 +174,10 @@ impl Store {
         })
     }
 
-    pub async fn rename_credential(
-        &self,
-        user_id: &str,
-        id: &str,
-        name: &str,
-    ) -> Result<bool, sqlx::Error> {
+    pub async fn rename_credential(&self, user_id: &str, id: &str, name: &str) -> Result<bool> {
         let sql = "UPDATE credentials SET name = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
-        let n = dispatch!(self.writer(), p => sqlx::query(sql).bind(id).bind(user_id).bind(name)
-            .execute(p).await?.rows_affected());
-        Ok(n == 1)
+        let done = dispatch!(self.writer(), p => sqlx::query(sql).bind(id).bind(user_id).bind(name)
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
     }
 }

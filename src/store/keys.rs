@@ -1,6 +1,7 @@
 //! License signing keys: public half in clear, private half sealed under the KEK.
 
-use super::{dispatch, Store};
+use super::audit::{insert_event, AuditEvent};
+use super::{dispatch, transaction, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KeyRow {
@@ -15,35 +16,55 @@ pub struct KeyRow {
 
 impl Store {
     /// Every key, newest first, with how long licenses signed by it stay valid.
-    pub async fn signing_keys(&self) -> Result<Vec<KeyRow>, sqlx::Error> {
+    pub async fn signing_keys(&self) -> Result<Vec<KeyRow>> {
         let sql = "SELECT k.kid, k.public_key, k.sealed_private, k.created_at, k.retired_at, \
                    COALESCE((SELECT MAX(l.expires_at) FROM licenses l WHERE l.kid = k.kid), 0) AS signed_until \
                    FROM signing_keys k ORDER BY k.generation DESC";
-        dispatch!(self.reader(), p => sqlx::query_as::<_, KeyRow>(sql).fetch_all(p).await)
+        Ok(dispatch!(self.reader(), p => sqlx::query_as(sql).fetch_all(p).await)?)
     }
 
+    /// Stores a new signing key (it signs from now on), with its audit row when
+    /// an operator made it (the first key of a fresh database has none).
     pub async fn insert_signing_key(
         &self,
         kid: &str,
         public_key: &[u8],
         sealed_private: &[u8],
+        audit: Option<&AuditEvent<'_>>,
         now: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<()> {
         let sql = "INSERT INTO signing_keys (kid, generation, public_key, sealed_private, created_at) \
                    VALUES ($1, (SELECT COALESCE(MAX(generation), 0) + 1 FROM signing_keys), $2, $3, $4)";
-        dispatch!(self.writer(), p => sqlx::query(sql).bind(kid).bind(public_key).bind(sealed_private).bind(now)
-            .execute(p).await.map(|_| ()))
+        transaction!(self, tx => {
+            sqlx::query(sql).bind(kid).bind(public_key).bind(sealed_private).bind(now).execute(&mut *tx).await?;
+            if let Some(audit) = audit {
+                insert_event!(audit, now).execute(&mut *tx).await?;
+            }
+        });
+        Ok(())
     }
 
-    pub async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool, sqlx::Error> {
+    /// Retires a key, with its audit row; false when there is no such unretired key.
+    pub async fn retire_signing_key(
+        &self,
+        kid: &str,
+        audit: &AuditEvent<'_>,
+        now: i64,
+    ) -> Result<bool> {
         let sql = "UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL";
-        let n = dispatch!(self.writer(), p => sqlx::query(sql).bind(kid).bind(now).execute(p).await?.rows_affected());
-        Ok(n == 1)
+        let retired = transaction!(self, tx => {
+            let n = sqlx::query(sql).bind(kid).bind(now).execute(&mut *tx).await?.rows_affected();
+            if n == 1 {
+                insert_event!(audit, now).execute(&mut *tx).await?;
+            }
+            n == 1
+        });
+        Ok(retired)
     }
 
     /// A cheap fingerprint of the key table, to notice changes made by other instances.
-    pub async fn signing_keys_version(&self) -> Result<(i64, i64, i64), sqlx::Error> {
+    pub async fn signing_keys_version(&self) -> Result<(i64, i64, i64)> {
         let sql = "SELECT COUNT(*), COALESCE(MAX(generation), 0), CAST(COALESCE(SUM(COALESCE(retired_at, 0)), 0) AS BIGINT) FROM signing_keys";
-        dispatch!(self.reader(), p => sqlx::query_as::<_, (i64, i64, i64)>(sql).fetch_one(p).await)
+        Ok(dispatch!(self.reader(), p => sqlx::query_as(sql).fetch_one(p).await)?)
     }
 }

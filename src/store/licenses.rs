@@ -1,7 +1,7 @@
-//! Issued licenses, their status-list slots, DPoP proof replay, and the
-//! revocation cascades that touch them.
+//! Issued licenses, their status-list slots and DPoP proof replay.
 
-use super::{dispatch, transaction, Store};
+use super::audit::{insert_event, AuditEvent};
+use super::{dispatch, is_unique_violation, transaction, Error, Result, Store};
 
 /// Entries per status list; a new list starts when one is full.
 pub const LIST_CAPACITY: i64 = 1 << 20;
@@ -42,42 +42,34 @@ pub enum MintError {
     Replay,
     /// The session, passkey or user was ended, revoked or disabled meanwhile.
     Revoked,
-    Db(sqlx::Error),
+    Store(Error),
 }
 
 impl From<sqlx::Error> for MintError {
     fn from(err: sqlx::Error) -> Self {
-        Self::Db(err)
+        Self::Store(err.into())
     }
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "jti, user_id, kid, device_jkt, login_id, credential_id, list_id, idx, entitlements, \
                        issued_at, expires_at, revoked_at, revoked_reason";
 
 impl Store {
     /// Records a DPoP proof id; false when it was already used (a replay).
-    pub async fn use_dpop_proof(
-        &self,
-        proof_id: &str,
-        expires_at: i64,
-    ) -> Result<bool, sqlx::Error> {
+    pub async fn use_dpop_proof(&self, proof_id: &str, expires_at: i64) -> Result<bool> {
         let sql =
             "INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
-        let n = dispatch!(self.writer(), p => sqlx::query(sql).bind(proof_id).bind(expires_at)
-            .execute(p).await?.rows_affected());
-        Ok(n == 1)
+        let done = dispatch!(self.writer(), p => sqlx::query(sql).bind(proof_id).bind(expires_at)
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
     }
 
     /// Reserves `size` consecutive status-list indexes for one instance to
     /// hand out: `(list id, first index, end index)`. Minting then needs no
     /// shared counter row, which every mint would otherwise queue on. Indexes
     /// of a block an instance never uses stay 0 (valid) forever: harmless.
-    pub async fn reserve_status_block(
-        &self,
-        size: i64,
-        now: i64,
-    ) -> Result<(i64, i64, i64), sqlx::Error> {
+    pub async fn reserve_status_block(&self, size: i64, now: i64) -> Result<(i64, i64, i64)> {
         let take = "UPDATE status_lists SET next_idx = next_idx + $1 \
                     WHERE id = (SELECT MAX(id) FROM status_lists) AND next_idx + $1 <= capacity \
                     RETURNING id, next_idx - $1";
@@ -86,7 +78,7 @@ impl Store {
                     RETURNING id, CAST(0 AS BIGINT)";
         let mut attempts = 0;
         loop {
-            let taken: Option<(i64, i64)> = dispatch!(self.writer(), p => sqlx::query_as(take).bind(size).fetch_optional(p).await?);
+            let taken: Option<(i64, i64)> = dispatch!(self.writer(), p => sqlx::query_as(take).bind(size).fetch_optional(p).await)?;
             if let Some((list, first)) = taken {
                 return Ok((list, first, first + size));
             }
@@ -96,8 +88,8 @@ impl Store {
             match opened {
                 Ok((list, first)) => return Ok((list, first, first + size)),
                 // Another instance opened it at the same moment: take from that one.
-                Err(err) if super::is_unique_violation(&err) && attempts < 3 => attempts += 1,
-                Err(err) => return Err(err),
+                Err(err) if is_unique_violation(&err) && attempts < 3 => attempts += 1,
+                Err(err) => return Err(err.into()),
             }
         }
     }
@@ -112,7 +104,7 @@ impl Store {
         proof_expires_at: i64,
         (list_id, idx): (i64, i64),
         license: NewLicense<'_>,
-        audit: &super::audit::AuditEvent<'_>,
+        audit: &AuditEvent<'_>,
     ) -> Result<(), MintError> {
         // On PostgreSQL the rows are share-locked, so a concurrent revocation
         // waits for this transaction and then sees (and revokes) the new license.
@@ -145,181 +137,45 @@ impl Store {
                 .bind(license.login_id).bind(license.credential_id).bind(list_id).bind(idx)
                 .bind(license.entitlements).bind(license.issued_at).bind(license.expires_at)
                 .execute(&mut *tx).await?;
-            super::audit::insert_event!(audit, license.issued_at).execute(&mut *tx).await?;
+            insert_event!(audit, license.issued_at).execute(&mut *tx).await?;
         });
         Ok(())
     }
 
-    pub async fn license(&self, jti: &str) -> Result<Option<LicenseRow>, sqlx::Error> {
+    pub async fn license(&self, jti: &str) -> Result<Option<LicenseRow>> {
         let sql = format!("SELECT {COLUMNS} FROM licenses WHERE jti = $1");
-        dispatch!(self.reader(), p => sqlx::query_as::<_, LicenseRow>(&sql).bind(jti).fetch_optional(p).await)
+        Ok(dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(jti).fetch_optional(p).await)?)
     }
 
     /// Whether a license may be honoured online right now: not revoked, its
     /// user not disabled.
-    pub async fn license_in_force(&self, jti: &str) -> Result<bool, sqlx::Error> {
+    pub async fn license_in_force(&self, jti: &str) -> Result<bool> {
         let sql = "SELECT COUNT(*) FROM licenses l JOIN users u ON u.id = l.user_id \
                    WHERE l.jti = $1 AND l.revoked_at IS NULL AND u.disabled_at IS NULL";
         let n: i64 =
-            dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(jti).fetch_one(p).await?);
+            dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(jti).fetch_one(p).await)?;
         Ok(n == 1)
     }
 
-    pub async fn user_licenses(&self, user_id: &str) -> Result<Vec<LicenseRow>, sqlx::Error> {
+    pub async fn user_licenses(&self, user_id: &str) -> Result<Vec<LicenseRow>> {
         let sql = format!("SELECT {COLUMNS} FROM licenses WHERE user_id = $1 ORDER BY issued_at DESC, jti LIMIT 200");
-        dispatch!(self.reader(), p => sqlx::query_as::<_, LicenseRow>(&sql).bind(user_id).fetch_all(p).await)
+        Ok(dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await)?)
     }
 
     /// The revoked indexes of one status list, and its size so far.
-    pub async fn status_list_bits(
-        &self,
-        list_id: i64,
-    ) -> Result<Option<(i64, Vec<i64>)>, sqlx::Error> {
+    pub async fn status_list_bits(&self, list_id: i64) -> Result<Option<(i64, Vec<i64>)>> {
         let size: Option<i64> = dispatch!(self.reader(), p => sqlx::query_scalar("SELECT capacity FROM status_lists WHERE id = $1")
-            .bind(list_id).fetch_optional(p).await?);
+            .bind(list_id).fetch_optional(p).await)?;
         let Some(size) = size else { return Ok(None) };
         let sql = "SELECT idx FROM licenses WHERE list_id = $1 AND revoked_at IS NOT NULL";
-        let revoked: Vec<i64> = dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(list_id).fetch_all(p).await?);
+        let revoked: Vec<i64> = dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(list_id).fetch_all(p).await)?;
         Ok(Some((size, revoked)))
     }
 
     /// `(id, version)` of every status list, to notice revocations made elsewhere.
-    pub async fn status_list_versions(&self) -> Result<Vec<(i64, i64)>, sqlx::Error> {
-        dispatch!(self.reader(), p => sqlx::query_as("SELECT id, version FROM status_lists ORDER BY id").fetch_all(p).await)
+    pub async fn status_list_versions(&self) -> Result<Vec<(i64, i64)>> {
+        Ok(
+            dispatch!(self.reader(), p => sqlx::query_as("SELECT id, version FROM status_lists ORDER BY id").fetch_all(p).await)?,
+        )
     }
-}
-
-/// Revocation cascades. Each runs in one transaction and bumps the version of
-/// the status lists so that every instance rebuilds them.
-impl Store {
-    /// Revokes one license and ends the sign-in it was minted under.
-    pub async fn revoke_license(
-        &self,
-        jti: &str,
-        reason: &str,
-        now: i64,
-    ) -> Result<Option<LicenseRow>, sqlx::Error> {
-        let found = transaction!(self, tx => {
-            let row: Option<LicenseRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM licenses WHERE jti = $1"))
-                .bind(jti).fetch_optional(&mut *tx).await?;
-            if let Some(row) = &row {
-                sqlx::query("UPDATE licenses SET revoked_at = $2, revoked_reason = $3 WHERE jti = $1 AND revoked_at IS NULL")
-                    .bind(jti).bind(now).bind(reason).execute(&mut *tx).await?;
-                if let Some(login) = &row.login_id {
-                    sqlx::query("DELETE FROM sessions WHERE login_id = $1").bind(login).execute(&mut *tx).await?;
-                }
-                sqlx::query("UPDATE status_lists SET version = version + 1 WHERE id = $1")
-                    .bind(row.list_id).execute(&mut *tx).await?;
-            }
-            row
-        });
-        Ok(found)
-    }
-
-    /// Revokes a passkey: it can no longer sign in, the sessions it opened end
-    /// and the licenses minted under them are revoked. Returns the owner.
-    pub async fn revoke_credential(
-        &self,
-        id: &str,
-        reason: &str,
-        now: i64,
-    ) -> Result<Option<String>, sqlx::Error> {
-        let owner = transaction!(self, tx => {
-            let owner: Option<String> = sqlx::query_scalar(
-                "UPDATE credentials SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL RETURNING user_id")
-                .bind(id).bind(now).bind(reason).fetch_optional(&mut *tx).await?;
-            if owner.is_some() {
-                sqlx::query("DELETE FROM sessions WHERE credential_id = $1").bind(id).execute(&mut *tx).await?;
-                sqlx::query("UPDATE licenses SET revoked_at = $2, revoked_reason = $3 WHERE credential_id = $1 AND revoked_at IS NULL")
-                    .bind(id).bind(now).bind(reason).execute(&mut *tx).await?;
-                sqlx::query("UPDATE status_lists SET version = version + 1").execute(&mut *tx).await?;
-            }
-            owner
-        });
-        Ok(owner)
-    }
-
-    /// Removes an entitlement and revokes the user's licenses that carry it.
-    pub async fn remove_entitlement(
-        &self,
-        user_id: &str,
-        name: &str,
-        now: i64,
-    ) -> Result<bool, sqlx::Error> {
-        let carried = format!("%{}%", serde_json::Value::from(name));
-        let removed = transaction!(self, tx => {
-            let n = sqlx::query("DELETE FROM entitlements WHERE user_id = $1 AND name = $2")
-                .bind(user_id).bind(name).execute(&mut *tx).await?.rows_affected();
-            sqlx::query("UPDATE licenses SET revoked_at = $3, revoked_reason = 'entitlement removed' \
-                         WHERE user_id = $1 AND revoked_at IS NULL AND entitlements LIKE $2")
-                .bind(user_id).bind(&carried).bind(now).execute(&mut *tx).await?;
-            sqlx::query("UPDATE status_lists SET version = version + 1").execute(&mut *tx).await?;
-            n == 1
-        });
-        Ok(removed)
-    }
-
-    /// Disables (or re-enables) a user. Disabling ends their sessions and revokes their licenses.
-    pub async fn set_user_disabled(
-        &self,
-        user_id: &str,
-        disabled: bool,
-        now: i64,
-    ) -> Result<bool, sqlx::Error> {
-        let changed = transaction!(self, tx => {
-            if disabled {
-                let n = sqlx::query("UPDATE users SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL")
-                    .bind(user_id).bind(now).execute(&mut *tx).await?.rows_affected();
-                sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
-                sqlx::query("UPDATE licenses SET revoked_at = $2, revoked_reason = 'user disabled' WHERE user_id = $1 AND revoked_at IS NULL")
-                    .bind(user_id).bind(now).execute(&mut *tx).await?;
-                sqlx::query("UPDATE status_lists SET version = version + 1").execute(&mut *tx).await?;
-                n == 1
-            } else {
-                sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1 AND disabled_at IS NOT NULL")
-                    .bind(user_id).execute(&mut *tx).await?.rows_affected() == 1
-            }
-        });
-        Ok(changed)
-    }
-
-    /// Changes a role. Demoting the last admin is refused (returns Err(None-like) via `Ok(false)`).
-    pub async fn set_role(&self, user_id: &str, role: &str) -> Result<RoleChange, sqlx::Error> {
-        let lock_admins = if self.is_sqlite() {
-            "SELECT id FROM users WHERE role = 'admin' AND disabled_at IS NULL"
-        } else {
-            "SELECT id FROM users WHERE role = 'admin' AND disabled_at IS NULL FOR UPDATE"
-        };
-        let outcome = transaction!(self, tx => {
-            let current: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
-                .bind(user_id).fetch_optional(&mut *tx).await?;
-            match current.as_deref() {
-                None => RoleChange::NoSuchUser,
-                Some(r) if r == role => RoleChange::Unchanged,
-                Some("admin") => {
-                    // Lock the admin rows (PostgreSQL) so two demotions cannot both see "two admins left".
-                    let admins: Vec<String> = sqlx::query_scalar(lock_admins).fetch_all(&mut *tx).await?;
-                    if admins.len() <= 1 {
-                        RoleChange::LastAdmin
-                    } else {
-                        sqlx::query("UPDATE users SET role = $2 WHERE id = $1").bind(user_id).bind(role).execute(&mut *tx).await?;
-                        RoleChange::Changed
-                    }
-                }
-                Some(_) => {
-                    sqlx::query("UPDATE users SET role = $2 WHERE id = $1").bind(user_id).bind(role).execute(&mut *tx).await?;
-                    RoleChange::Changed
-                }
-            }
-        });
-        Ok(outcome)
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum RoleChange {
-    Changed,
-    Unchanged,
-    LastAdmin,
-    NoSuchUser,
 }

@@ -9,6 +9,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+mod error;
+
 pub mod admin;
 pub mod audit;
 pub mod ceremonies;
@@ -16,8 +18,11 @@ pub mod credentials;
 pub mod entitlements;
 pub mod keys;
 pub mod licenses;
+pub mod revocations;
 pub mod sessions;
 pub mod users;
+
+pub use error::{Error, Result};
 
 /// Runs `$body` with `$p` bound to the concrete pool (or transaction) of either backend.
 /// The body is compiled once per backend, so the same SQL text serves both.
@@ -132,7 +137,7 @@ impl Store {
     }
 
     /// Applies the migrations of this backend.
-    pub async fn migrate(&self) -> anyhow::Result<()> {
+    pub async fn migrate(&self) -> Result<()> {
         match &self.inner {
             Pools::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await?,
             Pools::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
@@ -160,22 +165,26 @@ impl Store {
 
     /// Whether the database can take writes now, for `/readyz`: PostgreSQL
     /// answers a query; SQLite grants (and releases) the write lock.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+    pub async fn ping(&self) -> Result<()> {
         match self.writer() {
-            Backend::Sqlite(pool) => pool.begin_with("BEGIN IMMEDIATE").await?.rollback().await,
-            Backend::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+            Backend::Sqlite(pool) => pool.begin_with("BEGIN IMMEDIATE").await?.rollback().await?,
+            Backend::Postgres(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
         }
+        Ok(())
     }
 
     /// Deletes what has expired: sessions, unfinished ceremonies, DPoP proof ids.
-    pub async fn delete_expired(&self, now: i64) -> Result<u64, sqlx::Error> {
+    pub async fn delete_expired(&self, now: i64) -> Result<u64> {
         let mut deleted = 0;
         for sql in [
             "DELETE FROM sessions WHERE expires_at <= $1",
             "DELETE FROM ceremonies WHERE expires_at <= $1",
             "DELETE FROM dpop_proofs WHERE expires_at <= $1",
         ] {
-            deleted += dispatch!(self.writer(), p => sqlx::query(sql).bind(now).execute(p).await?.rows_affected());
+            let done = dispatch!(self.writer(), p => sqlx::query(sql).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+            deleted += done;
         }
         Ok(deleted)
     }
@@ -192,9 +201,25 @@ impl Store {
 }
 
 /// Whether an error is a violation of a unique or primary-key constraint.
-pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
+
+/// Serialises the transactions that check an account invariant (the last
+/// passkey, the last enabled admin) and then change what it counts. SQLite's
+/// `BEGIN IMMEDIATE` already runs one writer at a time; on PostgreSQL a
+/// transaction-scoped advisory lock does the same for these rare operations,
+/// without the deadlocks that row locks taken in varying orders could cause.
+macro_rules! lock_invariants {
+    ($store:expr, $tx:ident) => {
+        if !$store.is_sqlite() {
+            sqlx::query("SELECT pg_advisory_xact_lock(7361001)")
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+pub(crate) use lock_invariants;
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {

@@ -11,7 +11,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error as StoreError, Result as StoreResult};
 use tower_sessions::SessionStore;
 
-use super::{dispatch, Store};
+use super::{dispatch, Result, Store};
 
 /// Session data keys that are mirrored into columns.
 pub const USER_ID: &str = "user_id";
@@ -166,20 +166,19 @@ impl SessionStore for SessionDb {
 
 impl Store {
     /// Ends every session of a user (sign out everywhere, disabling a user).
-    pub async fn end_user_sessions(&self, user_id: &str) -> Result<u64, sqlx::Error> {
-        dispatch!(self.writer(), p => Ok(sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user_id).execute(p).await?.rows_affected()))
+    pub async fn end_user_sessions(&self, user_id: &str) -> Result<u64> {
+        let done = dispatch!(self.writer(), p => sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done)
     }
 
-    pub async fn open_sessions(
-        &self,
-        user_id: &str,
-        now: i64,
-    ) -> Result<Vec<SessionInfo>, sqlx::Error> {
+    pub async fn open_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionInfo>> {
         let sql =
             "SELECT id_hash, login_id, credential_id, authenticated_at, created_at, expires_at, \
                    client_addr, user_agent FROM sessions WHERE user_id = $1 AND expires_at > $2 \
                    ORDER BY created_at DESC";
-        dispatch!(self.reader(), p => sqlx::query_as::<_, SessionInfo>(sql).bind(user_id).bind(now).fetch_all(p).await)
+        Ok(
+            dispatch!(self.reader(), p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?,
+        )
     }
 }

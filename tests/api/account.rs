@@ -14,7 +14,8 @@ on_both_databases! {
         assert_eq!(renamed.body["name"], "Work laptop");
         assert_eq!(app.get("/api/me").await.body["passkeys"][0]["name"], "Work laptop");
         let bad = app.send(&app.client, Method::PATCH, &path, Some(&json!({"name": ""})), &[]).await;
-        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(bad.problem(), "invalid-name");
 
         let mallory = new_client();
         app.register_with(&mallory, "mallory", SoftAuthenticator::new()).await;

@@ -138,7 +138,8 @@ on_both_databases! {
         let granted = act(&app, Method::POST, &format!("/api/admin/users/{}/entitlements", m.account.user_id), Some(&json!({"name": "extras", "expires_at": "2099-12-31"}))).await;
         assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
         let bad = act(&app, Method::POST, &format!("/api/admin/users/{}/entitlements", m.account.user_id), Some(&json!({"name": "Not Valid"}))).await;
-        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(bad.problem(), "invalid-entitlement");
         let removed = act(&app, Method::DELETE, &format!("/api/admin/users/{}/entitlements/premium", m.account.user_id), None).await;
         assert_eq!(removed.status, StatusCode::NO_CONTENT);
         assert_eq!(crate::status::bit_of(&app, &m.license).await, Some(1));
@@ -185,6 +186,30 @@ on_both_databases! {
         assert_eq!(step_down.status, StatusCode::OK);
         assert_eq!(act(&app, Method::GET, "/api/admin/users", None).await.status, StatusCode::FORBIDDEN, "no longer an admin");
         assert_eq!(app.scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'").await, 1);
+    }
+
+    async fn the_cli_obeys_the_same_last_admin_rule_as_the_api(app) {
+        let root = admin(&app).await;
+        let disable = app.cli(&["admin", "disable", "root"]).await.unwrap_err();
+        assert!(disable.to_string().contains("last administrator"), "{disable}");
+        let revoke = app.cli(&["admin", "revoke-passkey", &root.credential_id]).await.unwrap_err();
+        assert!(revoke.to_string().contains("last administrator"), "{revoke}");
+        let demote = app.cli(&["admin", "demote", "root"]).await.unwrap_err();
+        assert!(demote.to_string().contains("last administrator"), "{demote}");
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL").await, 1);
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM credentials WHERE revoked_at IS NULL").await, 1);
+        assert_eq!(app.get("/api/me").await.status, StatusCode::OK, "root is still signed in");
+        let refused = app.scalar("SELECT COUNT(*) FROM audit_log WHERE event IN ('user.disabled', 'passkey.revoked') AND client_addr = 'cli'").await;
+        assert_eq!(refused, 0, "a refused change writes no audit row");
+        let promotions = app.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'user.role_changed'").await;
+        assert_eq!(promotions, 1, "only the promotion, not the refused demotion");
+        // With a second admin, the same commands go through, each with its audit row.
+        app.register_with(&new_client(), "deputy", SoftAuthenticator::new()).await;
+        app.cli(&["admin", "promote", "deputy"]).await.unwrap();
+        app.cli(&["admin", "revoke-passkey", &root.credential_id]).await.unwrap();
+        app.cli(&["admin", "disable", "root"]).await.unwrap();
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_log WHERE event IN ('user.disabled', 'passkey.revoked') AND client_addr = 'cli'").await, 2);
+        assert_eq!(app.get("/api/me").await.status, StatusCode::UNAUTHORIZED);
     }
 
     async fn a_stale_admin_sign_in_must_be_renewed_before_destructive_actions(app) {

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use latchkey::app::{build_router, default_static_dir, serve, AppState};
+use latchkey::app::{build_router, serve};
+use latchkey::config::default_static_dir;
 use latchkey::config::{Cli, Command};
+use latchkey::state::AppState;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -369,9 +371,11 @@ impl TestApp {
         all.extend_from_slice(args);
         let cli = Cli::try_parse_from(all)?;
         match cli.command {
-            Some(Command::Admin(cmd)) => latchkey::admin::cli::admin(&cli.common, cmd).await,
-            Some(Command::Keys(cmd)) => latchkey::admin::cli::keys(&cli.common, cmd).await,
-            Some(Command::License(cmd)) => latchkey::admin::cli::license(&cli.common, cmd).await,
+            Some(Command::Admin(cmd)) => latchkey::cli::run(&cli.common, Command::Admin(cmd)).await,
+            Some(Command::Keys(cmd)) => latchkey::cli::run(&cli.common, Command::Keys(cmd)).await,
+            Some(Command::License(cmd)) => {
+                latchkey::cli::run(&cli.common, Command::License(cmd)).await
+            }
             _ => anyhow::bail!("not a CLI command"),
         }
     }

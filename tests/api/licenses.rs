@@ -20,10 +20,10 @@ async fn premium_user(app: &TestApp, name: &str) -> Account {
     account
 }
 
-async fn verifier(app: &TestApp) -> latchkey::license::Verifier {
+async fn verifier(app: &TestApp) -> latchkey_core::Verifier {
     let jwks = app.get("/.well-known/jwks.json").await;
-    latchkey::license::Verifier {
-        jwks: latchkey::license::JwkSet::from_json(jwks.text.as_bytes()).unwrap(),
+    latchkey_core::Verifier {
+        jwks: latchkey_core::JwkSet::from_json(jwks.text.as_bytes()).unwrap(),
         issuer: ORIGIN.into(),
         audience: ORIGIN.into(),
     }
@@ -55,7 +55,7 @@ on_both_databases! {
             assert_eq!(c["cks"][0]["kid"], account.credential_id.as_str());
             assert_eq!(c["cks"][0]["kty"], "EC");
             let verified = verifier(&app).await.verify(token, now()).unwrap();
-            assert_eq!(verified.jkt, device.thumbprint());
+            assert_eq!(verified.jkt(), device.thumbprint());
             let row = app.scalar(&format!("SELECT COUNT(*) FROM licenses WHERE jti = '{}' AND device_jkt = '{}' AND credential_id = '{}'", verified.jti, device.thumbprint(), account.credential_id)).await;
             assert_eq!(row, 1, "the license is recorded before it is returned");
         }
@@ -365,7 +365,7 @@ mod wrong_kek {
         let Some(latchkey::config::Command::Serve(args)) = cli.command else {
             panic!()
         };
-        let err = latchkey::app::AppState::build(&cli.common, &args)
+        let err = latchkey::state::AppState::build(&cli.common, &args)
             .await
             .err()
             .expect("refuses to start");

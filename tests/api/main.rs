@@ -4,6 +4,7 @@
 mod authenticator;
 mod dpop;
 mod helpers;
+mod layers;
 
 mod account;
 mod admin;

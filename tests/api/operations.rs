@@ -201,10 +201,10 @@ async fn https_origins_get_hsts_and_a_host_prefixed_secure_cookie() {
     let Some(latchkey::config::Command::Serve(args)) = cli.command else {
         panic!()
     };
-    let state = latchkey::app::AppState::build(&cli.common, &args)
+    let state = latchkey::state::AppState::build(&cli.common, &args)
         .await
         .unwrap();
-    let router = latchkey::app::build_router(state, latchkey::app::default_static_dir(), 65536);
+    let router = latchkey::app::build_router(state, latchkey::config::default_static_dir(), 65536);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(latchkey::app::serve(

@@ -55,11 +55,21 @@ on_both_databases! {
     }
 
     async fn usernames_must_be_1_to_64_characters_after_trimming(app) {
-        for bad in [json!({"username": ""}), json!({"username": "   "}), json!({"username": "x".repeat(65)}), json!({"username": "a\u{0007}b"}), json!({"username": 5}), json!({})] {
+        // Well-formed JSON that breaks the rules: 422, naming the rule.
+        for bad in [json!({"username": ""}), json!({"username": "   "}), json!({"username": "x".repeat(65)}), json!({"username": "a\u{0007}b"})] {
             let reply = app.post("/api/register/start", &bad).await;
-            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
-            assert!(matches!(reply.problem(), "invalid-name" | "malformed-json"), "{}", reply.text);
+            assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+            assert_eq!(reply.problem(), "invalid-name", "{}", reply.text);
         }
+        // JSON of the wrong shape: a wrong type, a missing field, an unknown (misspelt) field.
+        for bad in [json!({"username": 5}), json!({}), json!({"username": "ann", "displayname": "Ann"})] {
+            let reply = app.post("/api/register/start", &bad).await;
+            assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+            assert_eq!(reply.problem(), "invalid-body", "{}", reply.text);
+        }
+        let syntax = app.send(&app.client, reqwest::Method::POST, "/api/register/start", None, &[("content-type", "application/json")]).await;
+        assert_eq!(syntax.status, StatusCode::BAD_REQUEST, "an empty body is not JSON: {}", syntax.text);
+        assert_eq!(syntax.problem(), "malformed-json");
         let ok = app.post("/api/register/start", &json!({"username": "é".repeat(64)})).await;
         assert_eq!(ok.status, StatusCode::OK);
         assert_eq!(app.count("users").await, 0);
@@ -71,7 +81,7 @@ on_both_databases! {
         let credential = authenticator.create(&options.body, ORIGIN, &Tweaks::default()).unwrap();
         assert_eq!(app.post("/api/register/finish", &credential).await.status, StatusCode::CREATED);
         let again = app.post("/api/register/finish", &credential).await;
-        assert_eq!(again.status, StatusCode::BAD_REQUEST);
+        assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(again.problem(), "ceremony-not-found");
         assert_eq!(app.count("users").await, 1);
         assert_eq!(app.count("credentials").await, 1);
@@ -85,7 +95,7 @@ on_both_databases! {
         let created = replies.iter().filter(|r| r.status == StatusCode::CREATED).count();
         assert_eq!(created, 1, "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
         for reply in replies.iter().filter(|r| r.status != StatusCode::CREATED) {
-            assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+            assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
             assert_eq!(reply.problem(), "ceremony-not-found");
         }
         assert_eq!(app.count("users").await, 1);
@@ -131,7 +141,7 @@ on_both_databases! {
         let tweaks = Tweaks { credential_id: Some(vec![7u8; 1024]), ..Tweaks::default() };
         let credential = authenticator.create(&options.body, ORIGIN, &tweaks).unwrap();
         let reply = app.post("/api/register/finish", &credential).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(reply.problem(), "malformed-credential");
         assert_eq!(app.count("users").await, 0);
     }

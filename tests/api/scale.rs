@@ -59,7 +59,7 @@ async fn status_bit(client: &reqwest::Client, server: &ServerProcess, license: &
         .as_str()
         .unwrap()
         .to_owned();
-    let bits = latchkey::revocation::status_list::decode_lst(&lst).unwrap();
+    let bits = latchkey_core::status_list::decode_lst(&lst).unwrap();
     (bits[(idx / 8) as usize] >> (idx % 8)) & 1
 }
 
@@ -131,8 +131,8 @@ async fn two_instances_on_one_postgres_behave_as_one_service() {
         .text()
         .await
         .unwrap();
-    let verifier = latchkey::license::Verifier {
-        jwks: latchkey::license::JwkSet::from_json(jwks_b.as_bytes()).unwrap(),
+    let verifier = latchkey_core::Verifier {
+        jwks: latchkey_core::JwkSet::from_json(jwks_b.as_bytes()).unwrap(),
         issuer: ORIGIN.into(),
         audience: ORIGIN.into(),
     };

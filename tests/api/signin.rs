@@ -89,7 +89,7 @@ on_both_databases! {
         let assertion = account.authenticator.get(&options.body, ORIGIN, &Tweaks::default()).unwrap();
         assert_eq!(app.post("/api/login/finish", &assertion).await.status, StatusCode::OK);
         let again = app.post("/api/login/finish", &assertion).await;
-        assert_eq!(again.status, StatusCode::BAD_REQUEST);
+        assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(again.problem(), "ceremony-not-found");
     }
 

@@ -1,5 +1,5 @@
-use latchkey::license::{JwkSet, StatusRef};
-use latchkey::revocation::status_list::{self, Status};
+use latchkey_core::status_list::{self, Status};
+use latchkey_core::{JwkSet, StatusRef};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -130,7 +130,7 @@ on_both_databases! {
 
 on_both_databases! {
     async fn instances_draw_disjoint_status_slots_and_a_full_list_rolls_over(app) {
-        use latchkey::revocation::slots::SlotAllocator;
+        use latchkey::state::slots::SlotAllocator;
         let (a, b) = (SlotAllocator::default(), SlotAllocator::default());
         let mut seen = std::collections::HashSet::new();
         for _ in 0..300 {

@@ -7,12 +7,12 @@ use std::io::{Read, Write};
 use flate2::read::ZlibDecoder;
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
-use serde_json::{json, Value};
 
-use crate::license::jose::{b64, unb64};
-use crate::license::verify::{verify_jws, JwkSet, StatusRef};
-
-pub const STATUS_LIST_TYP: &str = "statuslist+jwt";
+use crate::claims::StatusRef;
+pub use crate::claims::{StatusListBits, StatusListClaims, STATUS_LIST_TYP};
+use crate::jose::{b64, unb64};
+use crate::jws::{verify_jws, JwkSet};
+use crate::verify::{typed_claims, LEEWAY_SECS};
 
 /// Largest decoded list accepted from a token (a guard against zip bombs).
 const MAX_DECODED_BYTES: u64 = 16 * 1024 * 1024;
@@ -48,14 +48,14 @@ pub fn decode_lst(lst: &str) -> Option<Vec<u8>> {
 }
 
 /// The claims of a status list token.
-pub fn claims(uri: &str, iat: i64, exp: i64, ttl: i64, lst: &str) -> Value {
-    json!({
-        "sub": uri,
-        "iat": iat,
-        "exp": exp,
-        "ttl": ttl,
-        "status_list": {"bits": 1, "lst": lst},
-    })
+pub fn claims(uri: &str, iat: i64, exp: i64, ttl: i64, lst: String) -> StatusListClaims {
+    StatusListClaims {
+        sub: uri.to_owned(),
+        iat,
+        exp,
+        ttl,
+        status_list: StatusListBits { bits: 1, lst },
+    }
 }
 
 /// What a verifier can say about a license's status.
@@ -74,27 +74,19 @@ pub fn check(status: &StatusRef, token: &str, jwks: &JwkSet, now: i64) -> Status
     let Ok(claims) = verify_jws(token, STATUS_LIST_TYP, jwks) else {
         return Status::Unknown("status list signature invalid");
     };
-    if claims.get("sub").and_then(Value::as_str) != Some(status.uri.as_str()) {
+    let Ok(claims) = typed_claims::<StatusListClaims>(claims) else {
+        return Status::Unknown("status list claims are malformed");
+    };
+    if claims.sub != status.uri {
         return Status::Unknown("status list is not the one the license names");
     }
-    let (Some(iat), Some(exp)) = (
-        claims.get("iat").and_then(Value::as_i64),
-        claims.get("exp").and_then(Value::as_i64),
-    ) else {
-        return Status::Unknown("status list lacks iat or exp");
-    };
-    if now > exp || iat > now + crate::license::verify::LEEWAY_SECS {
+    if now > claims.exp || claims.iat > now + LEEWAY_SECS {
         return Status::Unknown("status list is stale");
     }
-    let list = claims.get("status_list");
-    if list.and_then(|l| l.get("bits")).and_then(Value::as_u64) != Some(1) {
+    if claims.status_list.bits != 1 {
         return Status::Unknown("status list has an unsupported bits size");
     }
-    let Some(bits) = list
-        .and_then(|l| l.get("lst"))
-        .and_then(Value::as_str)
-        .and_then(decode_lst)
-    else {
+    let Some(bits) = decode_lst(&claims.status_list.lst) else {
         return Status::Unknown("status list content is malformed");
     };
     let Some(byte) = usize::try_from(status.idx / 8)

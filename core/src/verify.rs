@@ -1,84 +1,17 @@
-//! Strict verification of licenses (and other Latchkey JWTs) against a JWK set.
+//! Strict verification of licenses against a JWK set.
 //!
 //! Every path refuses: another `alg` or `typ`, an unknown `kid`, keys named in
 //! the header, any `crit`, duplicate members, a non-canonical signature
 //! (`verify_strict`), claims of the wrong type, wrong `iss`/`aud`, and expiry
 //! beyond a fixed leeway (RFC 8725).
 
-use std::collections::HashMap;
-
-use ed25519_dalek::{Signature, VerifyingKey};
 use serde_json::{Map, Value};
 
-use super::jose::{parse_compact, unb64, StrictJson};
+use crate::claims::{LicenseClaims, LICENSE_TYP};
+use crate::jws::{verify_jws, JwkSet};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: i64 = 60;
-
-/// The `typ` of a license.
-pub const LICENSE_TYP: &str = "license+jwt";
-
-/// Public keys that may sign, by `kid`.
-#[derive(Debug, Clone, Default)]
-pub struct JwkSet {
-    keys: HashMap<String, VerifyingKey>,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum JwksError {
-    #[error("the JWK set is not a JSON object with a \"keys\" array")]
-    NotAJwkSet,
-    #[error("key {0:?} is not a valid Ed25519 public key")]
-    BadKey(String),
-    #[error("key {0:?} is a weak (small-order) Ed25519 key")]
-    WeakKey(String),
-}
-
-impl JwkSet {
-    /// Reads the Ed25519 keys of a JWK set; other key types are skipped, weak
-    /// and malformed Ed25519 keys are an error.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, JwksError> {
-        let StrictJson(value) = serde_json::from_slice(bytes).map_err(|_| JwksError::NotAJwkSet)?;
-        let keys = value
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or(JwksError::NotAJwkSet)?;
-        let mut set = Self::default();
-        for jwk in keys {
-            let text = |k: &str| jwk.get(k).and_then(Value::as_str);
-            if text("kty") != Some("OKP") || text("crv") != Some("Ed25519") {
-                continue;
-            }
-            let kid = text("kid").unwrap_or_default().to_owned();
-            let key = text("x")
-                .and_then(unb64)
-                .and_then(|x| <[u8; 32]>::try_from(x.as_slice()).ok())
-                .and_then(|x| VerifyingKey::from_bytes(&x).ok())
-                .ok_or_else(|| JwksError::BadKey(kid.clone()))?;
-            if key.is_weak() {
-                return Err(JwksError::WeakKey(kid));
-            }
-            set.keys.insert(kid, key);
-        }
-        Ok(set)
-    }
-
-    pub fn insert(&mut self, kid: impl Into<String>, key: VerifyingKey) {
-        self.keys.insert(kid.into(), key);
-    }
-
-    pub fn get(&self, kid: &str) -> Option<&VerifyingKey> {
-        self.keys.get(kid)
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -95,9 +28,9 @@ pub enum VerifyError {
     #[error("signature invalid")]
     BadSignature,
     #[error("claim {0:?} is missing")]
-    MissingClaim(&'static str),
+    MissingClaim(String),
     #[error("claim {0:?} has the wrong type")]
-    WrongClaimType(&'static str),
+    WrongClaimType(String),
     #[error("wrong issuer")]
     WrongIssuer,
     #[error("wrong audience")]
@@ -108,61 +41,6 @@ pub enum VerifyError {
     NotYetValid,
 }
 
-/// Verifies the signature and header of a JWT of type `typ`; returns its claims unchecked.
-pub fn verify_jws(
-    token: &str,
-    typ: &str,
-    jwks: &JwkSet,
-) -> Result<Map<String, Value>, VerifyError> {
-    let jws = parse_compact(token).map_err(|_| VerifyError::Malformed)?;
-    for member in jws.header.keys() {
-        if !matches!(member.as_str(), "alg" | "typ" | "kid") {
-            return Err(VerifyError::ForbiddenHeader(member.clone()));
-        }
-    }
-    if jws.header.get("alg").and_then(Value::as_str) != Some("EdDSA") {
-        return Err(VerifyError::UnsupportedAlgorithm);
-    }
-    if jws.header.get("typ").and_then(Value::as_str) != Some(typ) {
-        return Err(VerifyError::WrongType);
-    }
-    let kid = jws
-        .header
-        .get("kid")
-        .and_then(Value::as_str)
-        .ok_or(VerifyError::UnknownKey)?;
-    let key = jwks.get(kid).ok_or(VerifyError::UnknownKey)?;
-    let signature = Signature::from_slice(&jws.signature).map_err(|_| VerifyError::BadSignature)?;
-    key.verify_strict(jws.signing_input.as_bytes(), &signature)
-        .map_err(|_| VerifyError::BadSignature)?;
-    Ok(jws.payload)
-}
-
-/// Claims of a license.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LicenseClaims {
-    pub iss: String,
-    pub aud: String,
-    pub sub: String,
-    pub iat: i64,
-    pub nbf: i64,
-    pub exp: i64,
-    pub jti: String,
-    pub ent: Vec<String>,
-    /// RFC 7638 thumbprint of the device key the license is bound to.
-    pub jkt: String,
-    pub status: Option<StatusRef>,
-    pub cks: Vec<Value>,
-    pub name: Option<String>,
-}
-
-/// `status.status_list` of a license.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusRef {
-    pub idx: u64,
-    pub uri: String,
-}
-
 /// Verifies licenses for one issuer and audience.
 #[derive(Debug, Clone)]
 pub struct Verifier {
@@ -171,122 +49,47 @@ pub struct Verifier {
     pub audience: String,
 }
 
-fn text(claims: &Map<String, Value>, name: &'static str) -> Result<String, VerifyError> {
-    match claims.get(name) {
-        None => Err(VerifyError::MissingClaim(name)),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(VerifyError::WrongClaimType(name)),
-    }
-}
-
-fn number(claims: &Map<String, Value>, name: &'static str) -> Result<i64, VerifyError> {
-    match claims.get(name) {
-        None => Err(VerifyError::MissingClaim(name)),
-        Some(Value::Number(n)) => n.as_i64().ok_or(VerifyError::WrongClaimType(name)),
-        Some(_) => Err(VerifyError::WrongClaimType(name)),
-    }
-}
-
 impl Verifier {
-    /// Verifies a license at time `now` (Unix seconds).
+    /// Verifies a license at time `now` (Unix seconds) and returns its claims.
     pub fn verify(&self, token: &str, now: i64) -> Result<LicenseClaims, VerifyError> {
-        let claims = verify_jws(token, LICENSE_TYP, &self.jwks)?;
-        let iss = text(&claims, "iss")?;
-        let sub = text(&claims, "sub")?;
-        let jti = text(&claims, "jti")?;
-        let exp = number(&claims, "exp")?;
-        let iat = number(&claims, "iat")?;
-        let nbf = match claims.get("nbf") {
-            None => iat,
-            Some(_) => number(&claims, "nbf")?,
-        };
-        let aud = match claims.get("aud") {
-            None => return Err(VerifyError::MissingClaim("aud")),
-            Some(Value::String(s)) => (s == &self.audience).then(|| s.clone()),
-            Some(Value::Array(list)) => {
-                if list.iter().any(|v| !v.is_string()) {
-                    return Err(VerifyError::WrongClaimType("aud"));
-                }
-                list.iter()
-                    .any(|v| v.as_str() == Some(&self.audience))
-                    .then(|| self.audience.clone())
-            }
-            Some(_) => return Err(VerifyError::WrongClaimType("aud")),
-        };
-        let ent = match claims.get("ent") {
-            None => Vec::new(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .ok_or(VerifyError::WrongClaimType("ent"))
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(VerifyError::WrongClaimType("ent")),
-        };
-        let jkt = match claims.get("cnf") {
-            None => return Err(VerifyError::MissingClaim("cnf")),
-            Some(Value::Object(cnf)) => {
-                text(cnf, "jkt").map_err(|_| VerifyError::WrongClaimType("cnf"))?
-            }
-            Some(_) => return Err(VerifyError::WrongClaimType("cnf")),
-        };
-        let status = match claims.get("status") {
-            None => None,
-            Some(status) => {
-                let list = status
-                    .get("status_list")
-                    .ok_or(VerifyError::WrongClaimType("status"))?;
-                let idx = list
-                    .get("idx")
-                    .and_then(Value::as_u64)
-                    .ok_or(VerifyError::WrongClaimType("status"))?;
-                let uri = list
-                    .get("uri")
-                    .and_then(Value::as_str)
-                    .ok_or(VerifyError::WrongClaimType("status"))?;
-                Some(StatusRef {
-                    idx,
-                    uri: uri.to_owned(),
-                })
-            }
-        };
-        let cks = match claims.get("cks") {
-            None => Vec::new(),
-            Some(Value::Array(list)) => list.clone(),
-            Some(_) => return Err(VerifyError::WrongClaimType("cks")),
-        };
-        let name = match claims.get("name") {
-            None => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(VerifyError::WrongClaimType("name")),
-        };
-        if iss != self.issuer {
+        let claims: LicenseClaims = typed_claims(verify_jws(token, LICENSE_TYP, &self.jwks)?)?;
+        if claims.iss != self.issuer {
             return Err(VerifyError::WrongIssuer);
         }
-        let aud = aud.ok_or(VerifyError::WrongAudience)?;
-        if now > exp + LEEWAY_SECS {
+        if !claims.aud.contains(&self.audience) {
+            return Err(VerifyError::WrongAudience);
+        }
+        if now > claims.exp.saturating_add(LEEWAY_SECS) {
             return Err(VerifyError::Expired);
         }
-        if now + LEEWAY_SECS < nbf {
+        if now.saturating_add(LEEWAY_SECS) < claims.not_before() {
             return Err(VerifyError::NotYetValid);
         }
-        Ok(LicenseClaims {
-            iss,
-            aud,
-            sub,
-            iat,
-            nbf,
-            exp,
-            jti,
-            ent,
-            jkt,
-            status,
-            cks,
-            name,
-        })
+        Ok(claims)
     }
+}
+
+/// Reads verified claims into their type, naming the claim that is missing or
+/// of the wrong type.
+pub fn typed_claims<T: serde::de::DeserializeOwned>(
+    claims: Map<String, Value>,
+) -> Result<T, VerifyError> {
+    serde_path_to_error::deserialize(Value::Object(claims)).map_err(|err| {
+        let claim = err.path().iter().next().and_then(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            _ => None,
+        });
+        let message = err.inner().to_string();
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned);
+        match (claim, missing) {
+            (None, Some(name)) => VerifyError::MissingClaim(name),
+            (Some(name), _) => VerifyError::WrongClaimType(name),
+            (None, None) => VerifyError::Malformed,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -295,7 +98,8 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::license::jose::{b64, unb64};
+    use crate::claims::StatusRef;
+    use crate::jose::{b64, unb64};
 
     const ISS: &str = "https://app.example";
 
@@ -357,10 +161,10 @@ mod tests {
         );
         let claims = v.verify(&t, 1500).unwrap();
         assert_eq!(claims.ent, vec!["premium"]);
-        assert_eq!(claims.jkt, "abc");
+        assert_eq!(claims.jkt(), "abc");
         assert_eq!(
-            claims.status,
-            Some(StatusRef {
+            claims.status_ref(),
+            Some(&StatusRef {
                 idx: 3,
                 uri: "https://app.example/api/status-lists/1".into()
             })
@@ -484,47 +288,47 @@ mod tests {
             (
                 "exp as string",
                 with_claim("exp", Some(json!("2000"))),
-                VerifyError::WrongClaimType("exp"),
+                VerifyError::WrongClaimType("exp".into()),
             ),
             (
                 "exp as float",
                 with_claim("exp", Some(json!(2000.5))),
-                VerifyError::WrongClaimType("exp"),
+                VerifyError::WrongClaimType("exp".into()),
             ),
             (
                 "missing exp",
                 with_claim("exp", None),
-                VerifyError::MissingClaim("exp"),
+                VerifyError::MissingClaim("exp".into()),
             ),
             (
                 "missing jti",
                 with_claim("jti", None),
-                VerifyError::MissingClaim("jti"),
+                VerifyError::MissingClaim("jti".into()),
             ),
             (
                 "missing sub",
                 with_claim("sub", None),
-                VerifyError::MissingClaim("sub"),
+                VerifyError::MissingClaim("sub".into()),
             ),
             (
                 "missing iss",
                 with_claim("iss", None),
-                VerifyError::MissingClaim("iss"),
+                VerifyError::MissingClaim("iss".into()),
             ),
             (
                 "missing aud",
                 with_claim("aud", None),
-                VerifyError::MissingClaim("aud"),
+                VerifyError::MissingClaim("aud".into()),
             ),
             (
                 "ent not strings",
                 with_claim("ent", Some(json!([1]))),
-                VerifyError::WrongClaimType("ent"),
+                VerifyError::WrongClaimType("ent".into()),
             ),
             (
                 "cnf not an object",
                 with_claim("cnf", Some(json!("abc"))),
-                VerifyError::WrongClaimType("cnf"),
+                VerifyError::WrongClaimType("cnf".into()),
             ),
             (
                 "wrong iss",
@@ -562,31 +366,5 @@ mod tests {
         );
         let aud_list = with_claim("aud", Some(json!(["https://other", ISS])));
         assert!(v.verify(&aud_list, 1500).is_ok());
-    }
-
-    #[test]
-    fn weak_keys_are_refused_when_a_jwk_set_is_loaded() {
-        // The identity point (a small-order key): y = 1.
-        let mut identity = [0u8; 32];
-        identity[0] = 1;
-        let set =
-            json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "weak", "x": b64(identity)}]});
-        assert_eq!(
-            JwkSet::from_json(set.to_string().as_bytes()).err(),
-            Some(JwksError::WeakKey("weak".into()))
-        );
-        let bad = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "short", "x": "AAAA"}]});
-        assert!(matches!(
-            JwkSet::from_json(bad.to_string().as_bytes()),
-            Err(JwksError::BadKey(_))
-        ));
-        assert_eq!(JwkSet::from_json(b"[]").err(), Some(JwksError::NotAJwkSet));
-        let mixed = json!({"keys": [{"kty": "RSA", "n": "x", "e": "AQAB"}, {"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]});
-        assert_eq!(
-            JwkSet::from_json(mixed.to_string().as_bytes())
-                .unwrap()
-                .len(),
-            1
-        );
     }
 }

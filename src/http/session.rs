@@ -4,8 +4,9 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tower_sessions::Session;
 
-use crate::app::{AppState, ClientInfo};
+use super::ClientInfo;
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::store::sessions::{
     AUTHENTICATED_AT, CLIENT_ADDR, CREDENTIAL_ID, LOGIN_ID, USER_AGENT, USER_ID,
 };

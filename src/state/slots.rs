@@ -30,7 +30,7 @@ impl SlotAllocator {
 
     /// The next free `(list id, index)`; reserves a new block when this
     /// instance has used up its own.
-    pub async fn next(&self, store: &Store) -> Result<(i64, i64), sqlx::Error> {
+    pub async fn next(&self, store: &Store) -> crate::store::Result<(i64, i64)> {
         loop {
             if let Some(slot) = self.take() {
                 return Ok(slot);

@@ -5,8 +5,9 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-use super::jose::{b64, parse_compact, unb64, PublicJwk};
+use crate::jose::{b64, parse_compact, unb64, PublicJwk};
 
 /// A proof that passed every check.
 #[derive(Debug, Clone)]
@@ -64,6 +65,9 @@ pub enum DpopError {
     WrongAth,
     #[error("a fresh server nonce is required in the DPoP proof")]
     NonceRequired,
+    /// Found by the caller's replay store, not by [`verify_proof`].
+    #[error("this DPoP proof was already used")]
+    Replayed,
 }
 
 /// Verifies a proof: RFC 9449 §4.3 checks 1-11, except replay (checked by the
@@ -229,11 +233,6 @@ impl NonceKey {
         };
         let current = now.div_euclid(self.window_secs);
         (window == current || window == current - 1)
-            && constant_time_eq(&bytes[8..], &self.mac(window))
+            && bool::from(bytes[8..].ct_eq(&self.mac(window)))
     }
-}
-
-/// Compares two byte strings in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

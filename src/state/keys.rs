@@ -2,7 +2,6 @@
 //! key-encryption key (KEK), rotated with overlap, published as a JWK set.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -10,10 +9,12 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::rngs::OsRng;
 use rand::RngCore;
-use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::jose::{b64, unb64, PublicJwk};
+use latchkey_core::jose::{b64, unb64};
+use latchkey_core::{JwkSet, PublishedJwk, PublishedJwkSet, Verifier};
+
+use crate::store::audit::AuditEvent;
 use crate::store::keys::KeyRow;
 use crate::store::{now, Store};
 
@@ -137,14 +138,6 @@ fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
-/// The Ed25519 public key as a JWK and its RFC 7638 thumbprint.
-pub fn public_jwk(key: &VerifyingKey) -> PublicJwk {
-    PublicJwk::Okp {
-        crv: "Ed25519".into(),
-        x: b64(key.as_bytes()),
-    }
-}
-
 /// A usable signing key.
 pub struct ActiveKey {
     pub kid: String,
@@ -158,7 +151,7 @@ pub struct Keyring {
     pub published: Vec<(String, VerifyingKey)>,
     pub jwks: axum::body::Bytes,
     /// Verifies licenses against the published keys.
-    pub verifier: super::Verifier,
+    pub verifier: Verifier,
     pub version: (i64, i64, i64),
 }
 
@@ -174,12 +167,12 @@ impl Keyring {
     ) -> anyhow::Result<Self> {
         let mut rows = store.signing_keys().await?;
         if rows.is_empty() {
-            generate(store, kek).await?;
+            generate(store, kek, None).await?;
             rows = store.signing_keys().await?;
         }
         let version = store.signing_keys_version().await?;
-        let verifier = super::Verifier {
-            jwks: super::JwkSet::default(),
+        let verifier = Verifier {
+            jwks: JwkSet::default(),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
         };
@@ -191,7 +184,7 @@ impl Keyring {
         kek: &Kek,
         now: i64,
         version: (i64, i64, i64),
-        mut verifier: super::Verifier,
+        mut verifier: Verifier,
     ) -> anyhow::Result<Self> {
         let mut active = None;
         let mut published = Vec::new();
@@ -227,13 +220,13 @@ impl Keyring {
         let Some(active) = active else {
             bail!("every signing key is retired: run `latchkey keys rotate` to make a new one");
         };
-        let keys: Vec<_> = published
-            .iter()
-            .map(|(kid, key)| {
-                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(key.as_bytes()), "kid": kid, "alg": "EdDSA", "use": "sig"})
-            })
-            .collect();
-        let jwks = serde_json::to_vec(&json!({ "keys": keys }))?.into();
+        let set = PublishedJwkSet {
+            keys: published
+                .iter()
+                .map(|(_, key)| PublishedJwk::ed25519(key))
+                .collect(),
+        };
+        let jwks = serde_json::to_vec(&set)?.into();
         for (kid, key) in &published {
             verifier.jwks.insert(kid.clone(), *key);
         }
@@ -247,41 +240,30 @@ impl Keyring {
     }
 }
 
-/// Makes a new signing key, which signs from now on.
-pub async fn generate(store: &Store, kek: &Kek) -> anyhow::Result<String> {
+/// Makes a new signing key, which signs from now on; `audit` records who made it.
+pub async fn generate(
+    store: &Store,
+    kek: &Kek,
+    audit: Option<&AuditEvent<'_>>,
+) -> anyhow::Result<String> {
     let key = SigningKey::generate(&mut OsRng);
-    let kid = public_jwk(&key.verifying_key()).thumbprint();
+    let kid = PublishedJwk::ed25519(&key.verifying_key()).kid;
     let sealed = kek.seal(&kid, key.as_bytes())?;
+    let audit = audit.map(|a| AuditEvent {
+        target: Some(&kid),
+        ..a.clone()
+    });
     store
-        .insert_signing_key(&kid, key.verifying_key().as_bytes(), &sealed, now())
+        .insert_signing_key(
+            &kid,
+            key.verifying_key().as_bytes(),
+            &sealed,
+            audit.as_ref(),
+            now(),
+        )
         .await?;
     Ok(kid)
 }
 
-/// Shared, swappable keyring.
-pub type SharedKeyring = Arc<arc_swap_lite::Swap<Keyring>>;
-
-/// A tiny read-mostly cell: readers clone an `Arc`, a writer replaces it.
-pub mod arc_swap_lite {
-    use std::sync::{Arc, RwLock};
-
-    pub struct Swap<T>(RwLock<Arc<T>>);
-
-    impl<T> Swap<T> {
-        pub fn new(value: T) -> Self {
-            Self(RwLock::new(Arc::new(value)))
-        }
-        pub fn load(&self) -> Arc<T> {
-            match self.0.read() {
-                Ok(guard) => guard.clone(),
-                Err(poisoned) => poisoned.into_inner().clone(),
-            }
-        }
-        pub fn store(&self, value: T) {
-            match self.0.write() {
-                Ok(mut guard) => *guard = Arc::new(value),
-                Err(poisoned) => *poisoned.into_inner() = Arc::new(value),
-            }
-        }
-    }
-}
+/// The keyring every request reads and upkeep replaces when keys change.
+pub type SharedKeyring = std::sync::Arc<arc_swap::ArcSwap<Keyring>>;

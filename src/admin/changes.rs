@@ -1,0 +1,213 @@
+//! Admin: changing a user's entitlements, role and whether they may sign in.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::guard::Admin;
+use super::ops::{self, no_such_user, Actor};
+use super::UserInfo;
+use crate::error::{AppError, Result};
+use crate::http::{AppJson, AppPath, ClientInfo, Time};
+use crate::state::AppState;
+use crate::store::users::Role;
+
+fn actor<'a>(state: &AppState, admin: &'a Admin, client: &'a ClientInfo) -> Actor<'a> {
+    Actor::Admin {
+        admin,
+        client,
+        reauth_secs: state.settings.admin_reauth_secs,
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Grant {
+    /// a-z, 0-9 and `- _ . :`, at most 64 characters.
+    #[schema(pattern = "^[a-z0-9._:-]{1,64}$")]
+    name: String,
+    /// RFC 3339 time or a date (the end of that day, UTC); none for no expiry.
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Granted {
+    name: String,
+    expires_at: Option<Time>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{id}/entitlements",
+    tag = "admin",
+    operation_id = "admin_grant_entitlement",
+    summary = "Grant an entitlement",
+    security(("session" = [])),
+    request_body = Grant,
+    params(("id" = String, Path, description = "user id")),
+    responses(
+        (status = 201, description = "Granted", body = Granted),
+        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name or expiry", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn grant(
+    State(state): State<AppState>,
+    admin: Admin,
+    client: ClientInfo,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<Grant>,
+) -> Result<(StatusCode, Json<Granted>)> {
+    let until = match body.expires_at.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(ops::parse_until(text).ok_or_else(|| {
+            AppError::Unprocessable(
+                "invalid-expiry",
+                "expires_at must be an RFC 3339 time or a date (YYYY-MM-DD).".into(),
+            )
+        })?),
+    };
+    ops::grant_entitlement(
+        &state.store,
+        &actor(&state, &admin, &client),
+        &id,
+        &body.name,
+        until,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Granted {
+            name: body.name,
+            expires_at: until.map(Time),
+        }),
+    ))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/admin/users/{id}/entitlements/{name}",
+    tag = "admin",
+    operation_id = "admin_remove_entitlement",
+    summary = "Remove an entitlement; revokes the licenses carrying it",
+    security(("session" = [])),
+    params(("id" = String, Path, description = "user id"), ("name" = String, Path, description = "entitlement name")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user or entitlement", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn remove_entitlement(
+    State(state): State<AppState>,
+    admin: Admin,
+    client: ClientInfo,
+    AppPath((id, name)): AppPath<(String, String)>,
+) -> Result<StatusCode> {
+    ops::remove_entitlement(&state.store, &actor(&state, &admin, &client), &id, &name).await?;
+    state.status.refresh(&state.store).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RoleChange {
+    role: Role,
+}
+
+#[utoipa::path(
+    patch,
+    path = "/api/admin/users/{id}",
+    tag = "admin",
+    operation_id = "admin_change_role",
+    summary = "Change a role (needs a recent sign-in)",
+    security(("session" = [])),
+    request_body = RoleChange,
+    params(("id" = String, Path, description = "user id")),
+    responses(
+        (status = 200, description = "The user", body = UserInfo),
+        (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last admin", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn change_role(
+    State(state): State<AppState>,
+    admin: Admin,
+    client: ClientInfo,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<RoleChange>,
+) -> Result<Json<UserInfo>> {
+    ops::set_role(
+        &state.store,
+        &actor(&state, &admin, &client),
+        &id,
+        body.role,
+    )
+    .await?;
+    let user = state
+        .store
+        .user_by_id(&id)
+        .await?
+        .ok_or_else(no_such_user)?;
+    Ok(Json(UserInfo::from(&user)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{id}/disable",
+    tag = "admin",
+    operation_id = "admin_disable_user",
+    summary = "Disable a user: sessions end, licenses revoked, sign-in refused",
+    security(("session" = [])),
+    params(("id" = String, Path, description = "user id")),
+    responses(
+        (status = 204, description = "Disabled"),
+        (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last admin", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn disable(
+    State(state): State<AppState>,
+    admin: Admin,
+    client: ClientInfo,
+    AppPath(id): AppPath<String>,
+) -> Result<StatusCode> {
+    ops::set_disabled(&state.store, &actor(&state, &admin, &client), &id, true).await?;
+    state.status.refresh(&state.store).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{id}/enable",
+    tag = "admin",
+    operation_id = "admin_enable_user",
+    summary = "Re-enable a user",
+    security(("session" = [])),
+    params(("id" = String, Path, description = "user id")),
+    responses(
+        (status = 204, description = "Enabled"),
+        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn enable(
+    State(state): State<AppState>,
+    admin: Admin,
+    client: ClientInfo,
+    AppPath(id): AppPath<String>,
+) -> Result<StatusCode> {
+    ops::set_disabled(&state.store, &actor(&state, &admin, &client), &id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,263 @@
+//! The admin operations, shared by the admin API and the command line: each
+//! checks the rules (a recent sign-in for destructive API actions, the last
+//! enabled admin, the last passkey) and makes its change together with its
+//! audit row in one transaction.
+
+use crate::error::{AppError, Result};
+use crate::http::ClientInfo;
+use crate::store::audit::{AuditEvent, Event};
+use crate::store::licenses::LicenseRow;
+use crate::store::revocations::{AccountChange, PasskeyRevocation, PasskeyRules};
+use crate::store::users::Role;
+use crate::store::{now, Store};
+
+use super::guard::Admin;
+
+/// Who is making a change.
+pub enum Actor<'a> {
+    /// An operator on the host, through `latchkey admin …`.
+    Cli,
+    /// An admin through the API.
+    Admin {
+        admin: &'a Admin,
+        client: &'a ClientInfo,
+        /// `LATCHKEY_ADMIN_REAUTH_MINUTES` in seconds.
+        reauth_secs: i64,
+    },
+}
+
+impl Actor<'_> {
+    /// Destructive changes need a recent passkey sign-in when made through the
+    /// API; the command line runs with the host's own authority.
+    async fn confirm_destructive(&self) -> Result<()> {
+        match self {
+            Self::Cli => Ok(()),
+            Self::Admin {
+                admin, reauth_secs, ..
+            } => admin.require_recent_sign_in(*reauth_secs).await,
+        }
+    }
+
+    /// The audit row of `event`, with this actor filled in.
+    fn audit(&self, event: Event) -> AuditEvent<'_> {
+        match self {
+            Self::Cli => AuditEvent {
+                client_addr: Some("cli"),
+                ..AuditEvent::new(event)
+            },
+            Self::Admin { admin, client, .. } => AuditEvent {
+                actor_user_id: Some(&admin.user.id),
+                client_addr: client.addr.as_deref(),
+                user_agent: client.user_agent.as_deref(),
+                ..AuditEvent::new(event)
+            },
+        }
+    }
+}
+
+pub fn no_such_user() -> AppError {
+    AppError::not_found("no-such-user", "There is no user with this id.")
+}
+
+fn last_admin(what: &str) -> AppError {
+    AppError::conflict(
+        "last-admin",
+        format!("{what}: there must always be one enabled administrator with a passkey."),
+    )
+}
+
+/// Entitlement names: short, lowercase, no spaces (they appear in licenses).
+pub fn valid_entitlement(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.:".contains(&b))
+}
+
+/// The pattern [`valid_entitlement`] accepts, for the API document.
+pub const ENTITLEMENT_PATTERN: &str = "^[a-z0-9._:-]{1,64}$";
+
+/// An expiry: RFC 3339, or a date meaning the end of that day (UTC).
+pub fn parse_until(text: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Some(t.unix_timestamp());
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text, &format).ok()?;
+    Some(
+        date.with_hms(23, 59, 59)
+            .ok()?
+            .assume_utc()
+            .unix_timestamp(),
+    )
+}
+
+/// Grants (or re-grants with a new expiry) an entitlement.
+pub async fn grant_entitlement(
+    store: &Store,
+    actor: &Actor<'_>,
+    user_id: &str,
+    name: &str,
+    until: Option<i64>,
+) -> Result<()> {
+    if !valid_entitlement(name) {
+        return Err(AppError::Unprocessable(
+            "invalid-entitlement",
+            "Entitlement names use a-z, 0-9 and - _ . : (at most 64 characters).".into(),
+        ));
+    }
+    if until.is_some_and(|t| t <= now()) {
+        return Err(AppError::Unprocessable(
+            "invalid-expiry",
+            "The expiry is in the past; give a future date.".into(),
+        ));
+    }
+    store.user_by_id(user_id).await?.ok_or_else(no_such_user)?;
+    let audit = AuditEvent {
+        target_user_id: Some(user_id),
+        target: Some(name),
+        ..actor.audit(Event::EntitlementGranted)
+    };
+    store
+        .grant_entitlement(user_id, name, until, &audit, now())
+        .await?;
+    Ok(())
+}
+
+/// Removes an entitlement and revokes the licenses that carry it.
+pub async fn remove_entitlement(
+    store: &Store,
+    actor: &Actor<'_>,
+    user_id: &str,
+    name: &str,
+) -> Result<()> {
+    actor.confirm_destructive().await?;
+    store.user_by_id(user_id).await?.ok_or_else(no_such_user)?;
+    let audit = AuditEvent {
+        target_user_id: Some(user_id),
+        target: Some(name),
+        ..actor.audit(Event::EntitlementRemoved)
+    };
+    if !store
+        .remove_entitlement(user_id, name, &audit, now())
+        .await?
+    {
+        return Err(AppError::not_found(
+            "no-such-entitlement",
+            "This user does not have that entitlement.",
+        ));
+    }
+    crate::metrics::revocation("entitlement");
+    Ok(())
+}
+
+/// Makes a user an admin or a plain user; the last enabled admin stays one.
+/// Returns whether anything changed.
+pub async fn set_role(store: &Store, actor: &Actor<'_>, user_id: &str, role: Role) -> Result<bool> {
+    actor.confirm_destructive().await?;
+    let audit = AuditEvent {
+        target_user_id: Some(user_id),
+        target: Some(role.as_str()),
+        ..actor.audit(Event::UserRoleChanged)
+    };
+    match store.set_role(user_id, role, &audit, now()).await? {
+        AccountChange::Changed => Ok(true),
+        AccountChange::Unchanged => Ok(false),
+        AccountChange::NoSuchUser => Err(no_such_user()),
+        AccountChange::LastAdmin => Err(last_admin("The last administrator cannot be demoted")),
+    }
+}
+
+/// Disables a user (sessions end, licenses are revoked, sign-in is refused) or
+/// enables them again. Returns whether anything changed.
+pub async fn set_disabled(
+    store: &Store,
+    actor: &Actor<'_>,
+    user_id: &str,
+    disabled: bool,
+) -> Result<bool> {
+    if disabled {
+        actor.confirm_destructive().await?;
+    }
+    let event = if disabled {
+        Event::UserDisabled
+    } else {
+        Event::UserEnabled
+    };
+    let audit = AuditEvent {
+        target_user_id: Some(user_id),
+        ..actor.audit(event)
+    };
+    match store
+        .set_user_disabled(user_id, disabled, &audit, now())
+        .await?
+    {
+        AccountChange::Changed => {
+            if disabled {
+                crate::metrics::revocation("user");
+            }
+            Ok(true)
+        }
+        AccountChange::Unchanged => Ok(false),
+        AccountChange::NoSuchUser => Err(no_such_user()),
+        AccountChange::LastAdmin => Err(last_admin("The last administrator cannot be disabled")),
+    }
+}
+
+/// Revokes a passkey; returns its owner.
+pub async fn revoke_passkey(
+    store: &Store,
+    actor: &Actor<'_>,
+    credential_id: &str,
+) -> Result<String> {
+    actor.confirm_destructive().await?;
+    let audit = AuditEvent {
+        target: Some(credential_id),
+        ..actor.audit(Event::PasskeyRevoked)
+    };
+    let rules = PasskeyRules {
+        owner: None,
+        keep_one: false,
+    };
+    match store
+        .revoke_credential(
+            credential_id,
+            "revoked by an administrator",
+            rules,
+            &audit,
+            now(),
+        )
+        .await?
+    {
+        PasskeyRevocation::Revoked(owner) => {
+            crate::metrics::revocation("passkey");
+            Ok(owner)
+        }
+        PasskeyRevocation::NotFound => Err(AppError::not_found(
+            "no-such-passkey",
+            "There is no active passkey with this id.",
+        )),
+        PasskeyRevocation::LastPasskey | PasskeyRevocation::LastAdmin => {
+            Err(last_admin("This is the last administrator's last passkey"))
+        }
+    }
+}
+
+/// Revokes a license and ends the session it was minted under.
+pub async fn revoke_license(store: &Store, actor: &Actor<'_>, jti: &str) -> Result<LicenseRow> {
+    actor.confirm_destructive().await?;
+    let audit = AuditEvent {
+        target: Some(jti),
+        ..actor.audit(Event::LicenseRevoked)
+    };
+    let license = store
+        .revoke_license(jti, "revoked by an administrator", &audit, now())
+        .await?
+        .ok_or_else(|| {
+            AppError::not_found("no-such-license", "There is no license with this id.")
+        })?;
+    crate::metrics::revocation("license");
+    Ok(license)
+}

@@ -1,0 +1,45 @@
+//! The command line: `latchkey admin …`, `latchkey keys …`, `latchkey license …`.
+//! Changes go through the same operations, with the same rules, as the admin API.
+
+mod admin;
+mod keys;
+mod license;
+
+use anyhow::Context;
+
+use crate::config::{Command, Common};
+use crate::state::open_store;
+use crate::store::users::User;
+use crate::store::Store;
+
+/// Runs one command that is not `serve`; false when `command` is not one of them.
+pub async fn run(common: &Common, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Admin(cmd) => admin::run(common, cmd).await,
+        Command::Keys(cmd) => keys::run(common, cmd).await,
+        Command::License(cmd) => license::run(common, cmd).await,
+        Command::Migrate => {
+            let store = open(common).await?;
+            store.close().await;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Serve(_) => anyhow::bail!("serve is not a command-line tool"),
+    }
+}
+
+/// Opens and migrates the configured database.
+async fn open(common: &Common) -> anyhow::Result<Store> {
+    common.validate().map_err(anyhow::Error::msg)?;
+    let store = open_store(common, 2).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// A user by username or id.
+async fn find_user(store: &Store, user: &str) -> anyhow::Result<User> {
+    store
+        .user_by_name_or_id(user)
+        .await?
+        .with_context(|| format!("no user with username or id {user:?}"))
+}

@@ -1,0 +1,209 @@
+//! The application state every handler reads, and the bootstrap that builds
+//! it: opening the store, loading the key-encryption key and the signing keys.
+//! Imports no feature.
+
+pub mod keys;
+pub mod slots;
+pub mod status;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::extract::FromRef;
+use latchkey_core::dpop::NonceKey;
+use webauthn_rs::prelude::{Url, Webauthn, WebauthnBuilder};
+
+use crate::config::{Common, ServeArgs};
+use crate::http::ratelimit::RateLimiter;
+use crate::store::Store;
+use keys::{Kek, Keyring, SharedKeyring};
+use slots::SlotAllocator;
+use status::StatusLists;
+
+/// Settings the handlers read, derived once from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The public origin without a trailing slash, e.g. `http://localhost:8080`.
+    pub origin: String,
+    pub audience: String,
+    pub license_ttl: Duration,
+    pub ceremony_ttl: Duration,
+    pub dpop_window_secs: i64,
+    pub status_list_ttl_secs: i64,
+    pub status_list_validity_secs: i64,
+    pub admin_reauth_secs: i64,
+    pub session_ttl_secs: i64,
+    pub https: bool,
+    /// Take the client's address from the proxy's `X-Forwarded-For` hop.
+    pub trust_forwarded_for: bool,
+    pub request_timeout: Duration,
+    pub max_pending_ceremonies: i64,
+}
+
+impl Settings {
+    /// The public URI of status list `id`, as licenses name it.
+    pub fn status_list_uri(&self, id: i64) -> String {
+        format!("{}/api/status-lists/{id}", self.origin)
+    }
+
+    /// The URI a client addresses for `path`, as a DPoP proof's `htu` names it.
+    pub fn public_uri(&self, path: &str) -> String {
+        format!("{}{path}", self.origin)
+    }
+}
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub store: Store,
+    pub webauthn: Arc<Webauthn>,
+    pub settings: Arc<Settings>,
+    pub keys: SharedKeyring,
+    pub status: Arc<StatusLists>,
+    pub dpop_nonce: Option<NonceKey>,
+    pub fake_credential_key: Arc<[u8; 32]>,
+    pub kek: Kek,
+    pub rate_limiter: Arc<RateLimiter>,
+    /// Ceremonies started and not yet finished or expired (refreshed by upkeep).
+    pub pending_ceremonies: Arc<AtomicI64>,
+    /// Status-list indexes this instance hands to new licenses.
+    pub slots: Arc<SlotAllocator>,
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
+impl AppState {
+    /// Connects, migrates, loads the signing keys: everything `serve` needs.
+    pub async fn build(common: &Common, serve: &ServeArgs) -> anyhow::Result<Self> {
+        common.validate().map_err(anyhow::Error::msg)?;
+        let store = open_store(common, serve.db_max_connections).await?;
+        store.migrate().await?;
+        let kek = load_kek(common)?;
+        let origin = common.origin_str();
+        let keyring = Keyring::load(&store, &kek, &origin, &common.audience()).await?;
+        // `rp_id` is bound into every passkey: changing it orphans all of them.
+        let rp_origin = Url::parse(&origin)?;
+        let webauthn = WebauthnBuilder::new(&common.rp_id, &rp_origin)
+            .map_err(|e| {
+                anyhow::anyhow!("LATCHKEY_RP_ID / LATCHKEY_ORIGIN rejected by WebAuthn: {e}")
+            })?
+            .rp_name(&common.rp_name)
+            .timeout(serve.ceremony_ttl)
+            .build()
+            .map_err(|e| anyhow::anyhow!("WebAuthn configuration: {e}"))?;
+        let status = Arc::new(StatusLists::default());
+        status.refresh(&store).await?;
+        let settings = Settings {
+            origin,
+            audience: common.audience(),
+            license_ttl: common.license_ttl,
+            ceremony_ttl: serve.ceremony_ttl,
+            dpop_window_secs: secs(serve.dpop_window).max(1),
+            status_list_ttl_secs: secs(serve.status_list_ttl).max(1),
+            status_list_validity_secs: secs(serve.status_list_validity).max(60),
+            admin_reauth_secs: i64::try_from(serve.admin_reauth_minutes.saturating_mul(60))
+                .unwrap_or(i64::MAX),
+            session_ttl_secs: secs(serve.session_ttl).max(60),
+            https: common.is_https(),
+            trust_forwarded_for: serve.trust_forwarded_for,
+            request_timeout: serve.request_timeout,
+            max_pending_ceremonies: serve.max_pending_ceremonies.max(1),
+        };
+        let rate_limiter = RateLimiter::new([
+            serve.rate_limit_ceremonies,
+            serve.rate_limit_licenses,
+            serve.rate_limit_admin,
+            serve.rate_limit_premium,
+        ]);
+        let pending_ceremonies = Arc::new(AtomicI64::new(store.pending_ceremonies().await?));
+        let dpop_nonce = serve
+            .dpop_nonce
+            .then(|| NonceKey::new(kek.derive("dpop nonce"), 300));
+        Ok(Self {
+            store,
+            webauthn: Arc::new(webauthn),
+            settings: Arc::new(settings),
+            keys: Arc::new(ArcSwap::from_pointee(keyring)),
+            status,
+            dpop_nonce,
+            fake_credential_key: Arc::new(kek.derive("fake credential ids")),
+            kek,
+            rate_limiter,
+            pending_ceremonies,
+            slots: Arc::default(),
+        })
+    }
+
+    /// Re-reads state other instances may have changed: signing keys and status-list versions.
+    pub async fn refresh_shared(&self) -> anyhow::Result<()> {
+        let version = self.store.signing_keys_version().await?;
+        if version != self.keys.load().version {
+            let keyring = Keyring::load(
+                &self.store,
+                &self.kek,
+                &self.settings.origin,
+                &self.settings.audience,
+            )
+            .await?;
+            self.keys.store(Arc::new(keyring));
+            // Lists signed with a key that may no longer be published are re-signed.
+            self.status.clear();
+            tracing::info!("signing keys reloaded");
+        }
+        self.status.refresh(&self.store).await?;
+        Ok(())
+    }
+
+    /// Background upkeep: notice changes made by other instances, delete what expired.
+    pub fn spawn_upkeep(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut rounds: u64 = 0;
+            loop {
+                tick.tick().await;
+                if let Err(err) = state.refresh_shared().await {
+                    tracing::warn!(error = format!("{err:#}"), "could not refresh shared state");
+                }
+                rounds += 1;
+                if rounds % 12 == 1 {
+                    match state.store.delete_expired(crate::store::now()).await {
+                        Ok(n) if n > 0 => tracing::debug!(deleted = n, "expired rows deleted"),
+                        Ok(_) => {}
+                        Err(err) => tracing::warn!(error = %err, "could not delete expired rows"),
+                    }
+                }
+                if let Ok(n) = state.store.pending_ceremonies().await {
+                    state.pending_ceremonies.store(n, Ordering::Relaxed);
+                }
+            }
+        })
+    }
+}
+
+/// Creates the data directory (for the default SQLite file) and connects.
+pub async fn open_store(common: &Common, max_connections: u32) -> anyhow::Result<Store> {
+    let url = common.database_url();
+    if common.database_url.is_none() {
+        std::fs::create_dir_all(&common.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the data directory {}: {e}",
+                common.data_dir.display()
+            )
+        })?;
+    }
+    Store::connect(&url, max_connections).await
+}
+
+/// The key-encryption key from `LATCHKEY_KEK` or its file.
+pub fn load_kek(common: &Common) -> anyhow::Result<Kek> {
+    let file = common
+        .kek_file
+        .clone()
+        .unwrap_or_else(|| common.data_dir.join("kek"));
+    Kek::load(common.kek.as_ref().map(|s| s.expose()), &file)
+}
