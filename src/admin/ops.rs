@@ -4,7 +4,6 @@
 //! audit row in one transaction.
 
 use crate::error::{AppError, Result};
-use crate::http::ClientInfo;
 use crate::store::audit::{AuditEvent, Event};
 use crate::store::licenses::LicenseRow;
 use crate::store::revocations::{AccountChange, PasskeyRevocation, PasskeyRules};
@@ -18,12 +17,7 @@ pub enum Actor<'a> {
     /// An operator on the host, through `latchkey admin …`.
     Cli,
     /// An admin through the API.
-    Admin {
-        admin: &'a Admin,
-        client: &'a ClientInfo,
-        /// `LATCHKEY_ADMIN_REAUTH_MINUTES` in seconds.
-        reauth_secs: i64,
-    },
+    Admin(&'a Admin),
 }
 
 impl Actor<'_> {
@@ -32,9 +26,7 @@ impl Actor<'_> {
     async fn confirm_destructive(&self) -> Result<()> {
         match self {
             Self::Cli => Ok(()),
-            Self::Admin {
-                admin, reauth_secs, ..
-            } => admin.require_recent_sign_in(*reauth_secs).await,
+            Self::Admin(admin) => admin.require_recent_sign_in().await,
         }
     }
 
@@ -45,10 +37,10 @@ impl Actor<'_> {
                 client_addr: Some("cli"),
                 ..AuditEvent::new(event)
             },
-            Self::Admin { admin, client, .. } => AuditEvent {
+            Self::Admin(admin) => AuditEvent {
                 actor_user_id: Some(&admin.user.id),
-                client_addr: client.addr.as_deref(),
-                user_agent: client.user_agent.as_deref(),
+                client_addr: admin.client.addr.as_deref(),
+                user_agent: admin.client.user_agent.as_deref(),
                 ..AuditEvent::new(event)
             },
         }

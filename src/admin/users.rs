@@ -52,8 +52,6 @@ pub(crate) struct UserPage {
     responses(
         (status = 200, description = "A page of users", body = UserPage),
         (status = 400, description = "Invalid query", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list_users(
@@ -165,8 +163,6 @@ pub(crate) struct UserDetail {
     params(("id" = String, Path, description = "user id")),
     responses(
         (status = 200, description = "The user", body = UserDetail),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]

@@ -10,6 +10,7 @@ use crate::state::AppState;
 use crate::store::sessions::{
     AUTHENTICATED_AT, CLIENT_ADDR, CREDENTIAL_ID, LOGIN_ID, USER_AGENT, USER_ID,
 };
+use crate::store::users::User;
 
 /// The signed-in user of a request; extracting it answers 401 when there is none.
 #[derive(Debug, Clone)]
@@ -20,6 +21,17 @@ pub struct SignedIn {
     pub credential_id: String,
     pub authenticated_at: i64,
     pub session: Session,
+}
+
+impl SignedIn {
+    /// The signed-in user, who must still exist and be enabled; 401 otherwise.
+    pub async fn enabled_user(&self, store: &crate::store::Store) -> Result<User, AppError> {
+        store
+            .user_by_id(&self.user_id)
+            .await?
+            .filter(|u| u.disabled_at.is_none())
+            .ok_or_else(AppError::not_signed_in)
+    }
 }
 
 impl FromRequestParts<AppState> for SignedIn {

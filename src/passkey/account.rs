@@ -84,16 +84,10 @@ fn no_such_passkey() -> AppError {
     security(("session" = [])),
     responses(
         (status = 200, description = "The user, entitlements and passkeys", body = Me),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn me(State(state): State<AppState>, signed_in: SignedIn) -> Result<Json<Me>> {
-    let user = state
-        .store
-        .user_by_id(&signed_in.user_id)
-        .await?
-        .filter(|u| u.disabled_at.is_none())
-        .ok_or_else(AppError::not_signed_in)?;
+    let user = signed_in.enabled_user(&state.store).await?;
     let entitlements = state
         .store
         .current_entitlements(&user.id, now())
@@ -133,7 +127,6 @@ pub(crate) async fn me(State(state): State<AppState>, signed_in: SignedIn) -> Re
     params(("id" = String, Path, description = "credential id (base64url)")),
     responses(
         (status = 200, description = "Renamed", body = PasskeyInfo),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such passkey of yours", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid name", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -170,7 +163,6 @@ pub(crate) async fn rename_passkey(
     params(("id" = String, Path, description = "credential id (base64url)")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such passkey of yours", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Your last passkey", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -245,7 +237,6 @@ pub(crate) async fn logout(session: tower_sessions::Session) -> Result<Response>
     security(("session" = [])),
     responses(
         (status = 204, description = "Every session ended"),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn logout_everywhere(

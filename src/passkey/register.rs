@@ -232,7 +232,6 @@ async fn store_passkey(
     security(("session" = [])),
     responses(
         (status = 200, description = "Creation options", body = PasskeyOptions),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn add_start(
