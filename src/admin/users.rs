@@ -60,7 +60,9 @@ pub(crate) async fn list_users(
     AppQuery(q): AppQuery<UserQuery>,
 ) -> Result<Json<UserPage>> {
     let limit = limit(q.limit)?;
-    let query = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let raw = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let key = raw.map(crate::usernames::lookup_key);
+    let query = raw.zip(key.as_deref()).map(|(raw, key)| (key, raw));
     let mut rows = state
         .store
         .search_users(query, q.cursor.as_deref(), limit + 1)

@@ -7,6 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::stepup::{require_step_up, step_up_required};
 use super::{clean_name, NameText};
 use crate::error::{AppError, Result};
 use crate::http::session::SignedIn;
@@ -158,7 +159,7 @@ pub(crate) async fn rename_passkey(
     path = "/api/me/passkeys/{id}",
     tag = "passkeys",
     operation_id = "remove_passkey",
-    summary = "Remove one of your passkeys (ends its sessions, revokes their licenses)",
+    summary = "Remove one of your passkeys (needs a step-up; ends its sessions, revokes their licenses)",
     security(("session" = [])),
     params(("id" = String, Path, description = "credential id (base64url)")),
     responses(
@@ -184,12 +185,21 @@ pub(crate) async fn remove_passkey(
         owner: Some(&signed_in.user_id),
         keep_one: true,
     };
+    let spend = require_step_up(&state, &signed_in)?;
     match state
         .store
-        .revoke_credential(&id, "removed by its owner", rules, &audit, now())
+        .revoke_credential(
+            &id,
+            "removed by its owner",
+            rules,
+            spend.as_deref(),
+            &audit,
+            now(),
+        )
         .await?
     {
         PasskeyRevocation::Revoked(_) => {}
+        PasskeyRevocation::Unconfirmed => return Err(step_up_required()),
         PasskeyRevocation::NotFound => return Err(no_such_passkey()),
         PasskeyRevocation::LastPasskey | PasskeyRevocation::LastAdmin => {
             return Err(AppError::conflict(
@@ -233,7 +243,7 @@ pub(crate) async fn logout(session: tower_sessions::Session) -> Result<Response>
     path = "/api/logout/everywhere",
     tag = "passkeys",
     operation_id = "logout_everywhere",
-    summary = "Sign out of every session",
+    summary = "Sign out of every session (needs a step-up)",
     security(("session" = [])),
     responses(
         (status = 204, description = "Every session ended"),
@@ -243,7 +253,12 @@ pub(crate) async fn logout_everywhere(
     State(state): State<AppState>,
     signed_in: SignedIn,
 ) -> Result<Response> {
-    state.store.end_user_sessions(&signed_in.user_id).await?;
+    let spend = require_step_up(&state, &signed_in)?;
+    state
+        .store
+        .end_user_sessions(&signed_in.user_id, spend.as_deref(), now())
+        .await?
+        .ok_or_else(step_up_required)?;
     signed_in.session.flush().await?;
     Ok(signed_out())
 }

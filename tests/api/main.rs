@@ -19,3 +19,4 @@ mod registration;
 mod scale;
 mod signin;
 mod status;
+mod takeover;

@@ -210,6 +210,7 @@ async fn https_origins_get_hsts_and_a_host_prefixed_secure_cookie() {
     tokio::spawn(latchkey::app::serve(
         listener,
         router,
+        args.connection_limits(),
         std::future::pending(),
     ));
     let reply = reqwest::Client::new()
