@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::account::age_session;
 use crate::authenticator::{SoftAuthenticator, Tweaks};
-use crate::helpers::{new_client, spawn_app_with, Account, Db, TestApp, ORIGIN};
+use crate::helpers::{new_client, Account, TestApp, ORIGIN};
 
 /// Makes `account`'s session on `client` look signed in an hour ago, as a
 /// cookie stolen from a week-old session would be.

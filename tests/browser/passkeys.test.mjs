@@ -149,3 +149,32 @@ h.suite('passkeys', {}, (s) => {
     }
   });
 });
+
+h.suite('step-up', { LATCHKEY_STEP_UP_MINUTES: '0' }, (s) => {
+  test('removing a passkey asks for a passkey confirmation first, then goes ahead', h.TEST, async () => {
+    const device = await h.newDevice(s.browser);
+    const { context, page } = device;
+    try {
+      await page.goto(s.server.origin);
+      await h.register(page, 'stella');
+      // Another passkey, on another authenticator: it spends the sign-in's confirmation.
+      await device.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: device.authenticatorId });
+      const second = await h.addAuthenticator(context, page);
+      await h.clickAndSettle(page, 'Add a passkey');
+      await h.expectText(page, 'Passkey added.');
+      const [created] = await h.credentialsOn(second.cdp, second.authenticatorId);
+      const list = page.getByRole('list').filter({ has: page.getByRole('button', { name: /^Remove passkey/ }) });
+      // Both are named after this browser; the second item is the new one.
+      const added = list.getByRole('listitem').nth(1);
+      const name = (await added.locator('.passkey-name').textContent()).trim();
+      await added.getByRole('button', { name: /^Remove passkey/ }).click();
+      await added.getByRole('button', { name: /^Yes, remove passkey/ }).click();
+      await h.expectText(page, `Removed ${name}.`);
+      assert.equal(await list.getByRole('listitem').count(), 1);
+      const [after] = await h.credentialsOn(second.cdp, second.authenticatorId);
+      assert.ok(after.signCount > created.signCount, 'the authenticator was asked to confirm');
+    } finally {
+      await context.close();
+    }
+  });
+});
