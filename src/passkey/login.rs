@@ -65,10 +65,10 @@ pub(crate) async fn start(
         let options = assertion::start(&state, &session, KIND, None, None).await?;
         return Ok(Json(options));
     };
-    if name.chars().any(char::is_control) {
+    if name.chars().any(char::is_control) || name.chars().count() > 64 {
         return Err(AppError::Unprocessable(
             "invalid-name",
-            "The username must not contain control characters.".into(),
+            "A username has at most 64 characters and no control characters.".into(),
         ));
     }
     let key = usernames::lookup_key(name);
