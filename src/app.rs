@@ -103,6 +103,7 @@ fn session_routes() -> OpenApiRouter<AppState> {
         .merge(crate::passkey::router())
         .merge(crate::license::router())
         .merge(crate::admin::router())
+        .merge(crate::apikeys::router())
 }
 
 /// Public, read-only documents and probes: no session work on their hot path.

@@ -36,6 +36,27 @@ pub enum Command {
     /// Work with licenses.
     #[command(subcommand)]
     License(LicenseCommand),
+    /// Manage API keys for machines.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Make a key; its secret is printed once.
+    Create {
+        name: String,
+        /// users:read, users:write, entitlements:write, licenses:revoke, audit:read (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+        /// A lifetime (90d) or an expiry date or RFC 3339 time; default: no expiry.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by its id (key_…).
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]

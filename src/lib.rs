@@ -11,6 +11,8 @@ pub use latchkey_core;
 
 /// Administration: the admin API and the operations it shares with the CLI.
 pub mod admin;
+/// API keys for machines: secrets, scopes, and who is calling.
+pub mod apikeys;
 /// The router and serving.
 pub mod app;
 /// The command line (everything but `serve`).

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
 use utoipa::OpenApi;
 
@@ -55,6 +55,19 @@ pub fn document(features: impl IntoIterator<Item = Document>) -> Document {
             "Authorization",
             "`DPoP <license>`, with a `DPoP` proof header signed by the license's device key (RFC 9449).",
         ))),
+    );
+    components.add_security_scheme(
+        "apikey",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("lk_…")
+                .description(Some(
+                    "An API key (`Authorization: Bearer lk_…`, made by an administrator); \
+                     the scopes an operation lists are the ones a key needs. No cookie or Origin is needed.",
+                ))
+                .build(),
+        ),
     );
     add_common_problems(&mut doc);
     doc

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::guard::Admin;
+use crate::apikeys::{AuditRead, Caller, UsersRead};
 use super::limit;
 use crate::error::{AppError, Result};
 use crate::http::{rfc3339, AppQuery, Time};
@@ -59,7 +59,7 @@ const CHARTED: &[(Event, usize)] = &[
     tag = "admin",
     operation_id = "admin_overview",
     summary = "Counts and 30 days of activity",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["users:read"])),
     responses(
         (status = 200, description = "Overview", body = Overview),
         (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -68,7 +68,7 @@ const CHARTED: &[(Event, usize)] = &[
 )]
 pub(crate) async fn overview(
     State(state): State<AppState>,
-    _admin: Admin,
+    _caller: Caller<UsersRead>,
 ) -> Result<Json<Overview>> {
     let now = now();
     let c = state.store.counts(now).await?;
@@ -131,6 +131,9 @@ pub(crate) struct AuditEntry {
     at: Time,
     event: Event,
     actor_user_id: Option<String>,
+    /// The API key that made the change, and its name.
+    actor_key_id: Option<String>,
+    actor_key_name: Option<String>,
     target_user_id: Option<String>,
     target: Option<String>,
     client_addr: Option<String>,
@@ -151,7 +154,7 @@ pub(crate) struct AuditPage {
     tag = "admin",
     operation_id = "admin_audit_log",
     summary = "The audit log, newest first",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["audit:read"])),
     params(AuditQuery),
     responses(
         (status = 200, description = "A page of events", body = AuditPage),
@@ -162,7 +165,7 @@ pub(crate) struct AuditPage {
 )]
 pub(crate) async fn audit(
     State(state): State<AppState>,
-    _admin: Admin,
+    _caller: Caller<AuditRead>,
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>> {
     let limit = limit(q.limit)?;
@@ -198,6 +201,8 @@ pub(crate) async fn audit(
                 id: r.id,
                 at: Time(r.at),
                 actor_user_id: r.actor_user_id,
+                actor_key_id: r.actor_key_id,
+                actor_key_name: r.actor_key_name,
                 target_user_id: r.target_user_id,
                 target: r.target,
                 client_addr: r.client_addr,

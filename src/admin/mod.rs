@@ -1,6 +1,7 @@
 //! Administration: the admin API (JSON, admins only) and the operations it
 //! shares with the command line.
 
+pub mod accounts;
 mod activity;
 mod changes;
 mod guard;
@@ -23,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(activity::overview))
         .routes(routes!(users::list_users))
-        .routes(routes!(users::user_detail, changes::change_role))
+        .routes(routes!(users::user_detail, changes::change_user))
         .routes(routes!(changes::grant))
         .routes(routes!(changes::remove_entitlement))
         .routes(routes!(changes::disable))
@@ -42,6 +43,8 @@ pub(crate) struct UserInfo {
     role: Role,
     disabled: bool,
     created_at: Time,
+    /// Your id for this user, or the payment customer id; null when not set.
+    external_id: Option<String>,
 }
 
 impl From<&User> for UserInfo {
@@ -53,6 +56,7 @@ impl From<&User> for UserInfo {
             role: u.role,
             disabled: u.disabled_at.is_some(),
             created_at: Time(u.created_at),
+            external_id: u.external_id.clone(),
         }
     }
 }

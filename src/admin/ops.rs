@@ -12,6 +12,7 @@ use crate::store::users::Role;
 use crate::store::{now, Store};
 
 use super::guard::Admin;
+use crate::apikeys::{missing, ApiKey, Scope};
 
 /// Who is making a change.
 pub enum Actor<'a> {
@@ -24,22 +25,38 @@ pub enum Actor<'a> {
         /// `LATCHKEY_ADMIN_REAUTH_MINUTES` in seconds.
         reauth_secs: i64,
     },
+    /// A machine through the API with an API key. Keys are not asked to
+    /// re-authenticate (nobody is there to touch a passkey); their scopes,
+    /// checked again by each operation, bound what they can do instead.
+    Key {
+        key: &'a ApiKey,
+        client: &'a ClientInfo,
+    },
 }
 
 impl Actor<'_> {
     /// Destructive changes need a recent passkey sign-in when made through the
     /// API; the command line runs with the host's own authority.
-    async fn confirm_destructive(&self) -> Result<()> {
+    pub(crate) async fn confirm_destructive(&self) -> Result<()> {
         match self {
-            Self::Cli => Ok(()),
+            Self::Cli | Self::Key { .. } => Ok(()),
             Self::Admin {
                 admin, reauth_secs, ..
             } => admin.require_recent_sign_in(*reauth_secs).await,
         }
     }
 
+    /// Keys need `scope` (or, with `None`, cannot do this at all); people and
+    /// the command line are not limited by scopes.
+    pub(crate) fn require(&self, scope: Option<Scope>) -> Result<()> {
+        match self {
+            Self::Key { key, .. } if !scope.is_some_and(|s| key.has(s)) => Err(missing(scope)),
+            _ => Ok(()),
+        }
+    }
+
     /// The audit row of `event`, with this actor filled in.
-    fn audit(&self, event: Event) -> AuditEvent<'_> {
+    pub(crate) fn audit(&self, event: Event) -> AuditEvent<'_> {
         match self {
             Self::Cli => AuditEvent {
                 client_addr: Some("cli"),
@@ -47,6 +64,13 @@ impl Actor<'_> {
             },
             Self::Admin { admin, client, .. } => AuditEvent {
                 actor_user_id: Some(&admin.user.id),
+                client_addr: client.addr.as_deref(),
+                user_agent: client.user_agent.as_deref(),
+                ..AuditEvent::new(event)
+            },
+            Self::Key { key, client } => AuditEvent {
+                actor_key_id: Some(&key.id),
+                actor_key_name: Some(&key.name),
                 client_addr: client.addr.as_deref(),
                 user_agent: client.user_agent.as_deref(),
                 ..AuditEvent::new(event)
@@ -102,6 +126,7 @@ pub async fn grant_entitlement(
     name: &str,
     until: Option<i64>,
 ) -> Result<()> {
+    actor.require(Some(Scope::EntitlementsWrite))?;
     if !valid_entitlement(name) {
         return Err(AppError::Unprocessable(
             "invalid-entitlement",
@@ -133,6 +158,7 @@ pub async fn remove_entitlement(
     user_id: &str,
     name: &str,
 ) -> Result<()> {
+    actor.require(Some(Scope::EntitlementsWrite))?;
     actor.confirm_destructive().await?;
     store.user_by_id(user_id).await?.ok_or_else(no_such_user)?;
     let audit = AuditEvent {
@@ -156,6 +182,7 @@ pub async fn remove_entitlement(
 /// Makes a user an admin or a plain user; the last enabled admin stays one.
 /// Returns whether anything changed.
 pub async fn set_role(store: &Store, actor: &Actor<'_>, user_id: &str, role: Role) -> Result<bool> {
+    actor.require(None)?;
     actor.confirm_destructive().await?;
     let audit = AuditEvent {
         target_user_id: Some(user_id),
@@ -178,6 +205,7 @@ pub async fn set_disabled(
     user_id: &str,
     disabled: bool,
 ) -> Result<bool> {
+    actor.require(Some(Scope::UsersWrite))?;
     if disabled {
         actor.confirm_destructive().await?;
     }
@@ -212,6 +240,7 @@ pub async fn revoke_passkey(
     actor: &Actor<'_>,
     credential_id: &str,
 ) -> Result<String> {
+    actor.require(None)?;
     actor.confirm_destructive().await?;
     let audit = AuditEvent {
         target: Some(credential_id),
@@ -247,6 +276,7 @@ pub async fn revoke_passkey(
 
 /// Revokes a license and ends the session it was minted under.
 pub async fn revoke_license(store: &Store, actor: &Actor<'_>, jti: &str) -> Result<LicenseRow> {
+    actor.require(Some(Scope::LicensesRevoke))?;
     actor.confirm_destructive().await?;
     let audit = AuditEvent {
         target: Some(jti),

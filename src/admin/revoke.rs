@@ -3,8 +3,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::guard::Admin;
-use super::ops::{self, Actor};
+use super::ops;
+use crate::apikeys::{Caller, HumanOnly, LicensesRevoke};
 use crate::error::Result;
 use crate::http::{AppPath, ClientInfo};
 use crate::state::AppState;
@@ -27,15 +27,11 @@ use crate::state::AppState;
 )]
 pub(crate) async fn revoke_credential(
     State(state): State<AppState>,
-    admin: Admin,
+    caller: Caller<HumanOnly>,
     client: ClientInfo,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    let actor = Actor::Admin {
-        admin: &admin,
-        client: &client,
-        reauth_secs: state.settings.admin_reauth_secs,
-    };
+    let actor = caller.actor(&state, &client);
     ops::revoke_passkey(&state.store, &actor, &id).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -47,7 +43,7 @@ pub(crate) async fn revoke_credential(
     tag = "admin",
     operation_id = "admin_revoke_license",
     summary = "Revoke a license and end the session it was minted under",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["licenses:revoke"])),
     params(("jti" = String, Path, description = "license id")),
     responses(
         (status = 204, description = "Revoked"),
@@ -58,15 +54,11 @@ pub(crate) async fn revoke_credential(
 )]
 pub(crate) async fn revoke_license(
     State(state): State<AppState>,
-    admin: Admin,
+    caller: Caller<LicensesRevoke>,
     client: ClientInfo,
     AppPath(jti): AppPath<String>,
 ) -> Result<StatusCode> {
-    let actor = Actor::Admin {
-        admin: &admin,
-        client: &client,
-        reauth_secs: state.settings.admin_reauth_secs,
-    };
+    let actor = caller.actor(&state, &client);
     ops::revoke_license(&state.store, &actor, &jti).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -5,7 +5,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::guard::Admin;
+use crate::apikeys::{Caller, UsersRead};
 use super::ops::no_such_user;
 use super::{limit, UserInfo};
 use crate::error::Result;
@@ -19,6 +19,8 @@ use crate::store::now;
 pub(crate) struct UserQuery {
     /// Part of a username, or a user id.
     q: Option<String>,
+    /// Exactly this external id.
+    external_id: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 200, default 50.
@@ -47,25 +49,30 @@ pub(crate) struct UserPage {
     tag = "admin",
     operation_id = "admin_list_users",
     summary = "Search users",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["users:read"])),
     params(UserQuery),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
         (status = 400, description = "Invalid query", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a key without users:read", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list_users(
     State(state): State<AppState>,
-    _admin: Admin,
+    _caller: Caller<UsersRead>,
     AppQuery(q): AppQuery<UserQuery>,
 ) -> Result<Json<UserPage>> {
     let limit = limit(q.limit)?;
     let query = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let mut rows = state
         .store
-        .search_users(query, q.cursor.as_deref(), limit + 1)
+        .search_users(
+            query,
+            q.external_id.as_deref().filter(|s| !s.is_empty()),
+            q.cursor.as_deref(),
+            limit + 1,
+        )
         .await?;
     let next_cursor = (rows.len() as i64 > limit)
         .then(|| {
@@ -161,18 +168,18 @@ pub(crate) struct UserDetail {
     tag = "admin",
     operation_id = "admin_user_detail",
     summary = "A user with passkeys, licenses, entitlements and sessions",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["users:read"])),
     params(("id" = String, Path, description = "user id")),
     responses(
         (status = 200, description = "The user", body = UserDetail),
         (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a key without users:read", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn user_detail(
     State(state): State<AppState>,
-    _admin: Admin,
+    _caller: Caller<UsersRead>,
     AppPath(id): AppPath<String>,
 ) -> Result<Json<UserDetail>> {
     let store = &state.store;

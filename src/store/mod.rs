@@ -12,6 +12,7 @@ use sqlx::{PgPool, SqlitePool};
 mod error;
 
 pub mod admin;
+pub mod apikeys;
 pub mod audit;
 pub mod ceremonies;
 pub mod credentials;
