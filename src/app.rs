@@ -112,6 +112,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .merge(crate::license::public_router())
         .merge(crate::revocation::router())
         .merge(crate::health::router())
+        .merge(crate::billing::router())
 }
 
 /// The OpenAPI document of everything [`build_router`] serves.

@@ -15,6 +15,8 @@ pub mod admin;
 pub mod apikeys;
 /// The router and serving.
 pub mod app;
+/// Payment webhooks (Stripe, Paddle) that grant and remove entitlements.
+pub mod billing;
 /// The command line (everything but `serve`).
 pub mod cli;
 /// Flags and environment variables.

@@ -28,7 +28,8 @@ use crate::http::ratelimit::class_of;
     tags(
         (name = "passkeys", description = "Registration, sign-in and self-service"),
         (name = "licenses", description = "Offline licenses, keys, status lists and the premium example"),
-        (name = "admin", description = "Administration (admins only)"),
+        (name = "admin", description = "Administration (admins, and API keys with the scopes an operation lists)"),
+        (name = "billing", description = "Payment webhooks: signed by the provider, no session"),
         (name = "operations", description = "Health and documentation"),
     )
 )]
@@ -94,7 +95,9 @@ fn add_common_problems(doc: &mut Document) {
             path.as_str(),
             "/healthz" | "/.well-known/jwks.json" | "/openapi.json"
         );
-        let session = path.starts_with("/api/") && !path.starts_with("/api/status-lists/");
+        let session = path.starts_with("/api/")
+            && !path.starts_with("/api/status-lists/")
+            && !path.starts_with("/api/webhooks/");
         let limited = class_of(path).is_some();
         let operations = [
             (false, item.get.as_mut()),

@@ -7,8 +7,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::apikeys::{AuditRead, Caller, UsersRead};
 use super::limit;
+use crate::apikeys::{AuditRead, Caller, UsersRead};
 use crate::error::{AppError, Result};
 use crate::http::{rfc3339, AppQuery, Time};
 use crate::state::AppState;

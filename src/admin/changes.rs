@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ops::{self, no_such_user};
-use crate::apikeys::{Caller, EntitlementsWrite, UsersWrite};
 use super::UserInfo;
+use crate::apikeys::{Caller, EntitlementsWrite, UsersWrite};
 use crate::error::{AppError, Result};
 use crate::http::{AppJson, AppPath, ClientInfo, Time};
 use crate::state::AppState;
@@ -172,8 +172,7 @@ pub(crate) async fn change_user(
         ops::set_role(&state.store, &actor, &id, role).await?;
     }
     if let Some(external_id) = &body.external_id {
-        super::accounts::set_external_id(&state.store, &actor, &id, external_id.as_deref())
-            .await?;
+        super::accounts::set_external_id(&state.store, &actor, &id, external_id.as_deref()).await?;
     }
     let user = state
         .store

@@ -5,9 +5,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::apikeys::{Caller, UsersRead};
 use super::ops::no_such_user;
 use super::{limit, UserInfo};
+use crate::apikeys::{Caller, UsersRead};
 use crate::error::Result;
 use crate::http::{AppPath, AppQuery, Time};
 use crate::state::AppState;

@@ -43,7 +43,9 @@ pub fn generate() -> String {
 pub fn well_formed(text: &str) -> bool {
     text.len() == SECRET_LEN
         && text.starts_with(PREFIX)
-        && text[PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric())
+        && text[PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric())
         && {
             let (body, sum) = text.split_at(PREFIX.len() + RANDOM_LEN);
             // Not secret: a checksum only catches typos and fakes.

@@ -28,7 +28,9 @@ pub async fn run(common: &Common, cmd: ApikeyCommand) -> anyhow::Result<()> {
                 .as_deref()
                 .map(|text| {
                     ops::parse_expiry(text).ok_or_else(|| {
-                        anyhow::anyhow!("--expires must be a lifetime (90d), a date or an RFC 3339 time")
+                        anyhow::anyhow!(
+                            "--expires must be a lifetime (90d), a date or an RFC 3339 time"
+                        )
                     })
                 })
                 .transpose()?;
@@ -43,13 +45,16 @@ pub async fn run(common: &Common, cmd: ApikeyCommand) -> anyhow::Result<()> {
             for key in store.api_keys().await? {
                 let state = match (key.revoked_at, key.expires_at) {
                     (Some(t), _) => format!("revoked {}", rfc3339(t)),
-                    (None, Some(t)) if t <= crate::store::now() => format!("expired {}", rfc3339(t)),
+                    (None, Some(t)) if t <= crate::store::now() => {
+                        format!("expired {}", rfc3339(t))
+                    }
                     (None, Some(t)) => format!("expires {}", rfc3339(t)),
                     (None, None) => "no expiry".to_owned(),
                 };
-                let used = key
-                    .last_used_at
-                    .map_or_else(|| "never used".to_owned(), |t| format!("used {}", rfc3339(t)));
+                let used = key.last_used_at.map_or_else(
+                    || "never used".to_owned(),
+                    |t| format!("used {}", rfc3339(t)),
+                );
                 println!(
                     "{}\t{}\t{}…\t{}\t{state}\t{used}",
                     key.id, key.name, key.hint, key.scopes

@@ -69,7 +69,10 @@ impl Store {
         let row: Option<ApiKeyRow> = dispatch!(self.reader(), p => sqlx::query_as(&sql)
             .bind(secret_hash).bind(now).fetch_optional(p).await)?;
         if let Some(key) = &row {
-            if key.last_used_at.is_none_or(|t| now - t >= LAST_USE_PRECISION) {
+            if key
+                .last_used_at
+                .is_none_or(|t| now - t >= LAST_USE_PRECISION)
+            {
                 let touch = "UPDATE api_keys SET last_used_at = $2 WHERE id = $1";
                 dispatch!(self.writer(), p => sqlx::query(touch).bind(&key.id).bind(now)
                     .execute(p).await.map(|r| r.rows_affected()))?;

@@ -98,6 +98,11 @@ impl<'a> AuditEvent<'a> {
             detail: None,
         }
     }
+
+    /// The same actor and context, for another event.
+    pub fn with(self, event: Event) -> Self {
+        Self { event, ..self }
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

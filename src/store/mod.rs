@@ -14,6 +14,7 @@ mod error;
 pub mod admin;
 pub mod apikeys;
 pub mod audit;
+pub mod billing;
 pub mod ceremonies;
 pub mod credentials;
 pub mod entitlements;

@@ -225,7 +225,10 @@ async fn making_a_key_needs_a_recent_passkey_sign_in() {
         let mut root = admin(&app).await;
         create_key(&app, "first", &["users:read"]).await;
         let again = app
-            .post("/api/admin/apikeys", &json!({"name": "second", "scopes": ["users:read"]}))
+            .post(
+                "/api/admin/apikeys",
+                &json!({"name": "second", "scopes": ["users:read"]}),
+            )
             .await;
         assert_eq!(again.status, StatusCode::UNAUTHORIZED);
         assert_eq!(again.problem(), "reauthentication-required");
@@ -251,24 +254,67 @@ async fn the_command_line_makes_lists_and_revokes_keys() {
                 .env_remove("LATCHKEY_LOG")
                 .output()
                 .unwrap();
-            (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
         };
-        let (ok, stdout, stderr) = run(&["apikey", "create", "ci", "--scope", "users:read,audit:read", "--expires", "90d"]);
+        let (ok, stdout, stderr) = run(&[
+            "apikey",
+            "create",
+            "ci",
+            "--scope",
+            "users:read,audit:read",
+            "--expires",
+            "90d",
+        ]);
         assert!(ok, "{stderr}");
         // Logs share stdout; the secret is the line of its own.
-        let key = stdout.lines().find(|l| l.starts_with("lk_")).unwrap_or_default().to_owned();
+        let key = stdout
+            .lines()
+            .find(|l| l.starts_with("lk_"))
+            .unwrap_or_default()
+            .to_owned();
         assert!(key.starts_with("lk_") && key.len() == 39, "{key}");
-        assert_eq!(with_key(&app, &key, Method::GET, "/api/admin/users", None).await.status, StatusCode::OK);
-        assert_eq!(with_key(&app, &key, Method::GET, "/api/admin/audit", None).await.status, StatusCode::OK);
+        assert_eq!(
+            with_key(&app, &key, Method::GET, "/api/admin/users", None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            with_key(&app, &key, Method::GET, "/api/admin/audit", None)
+                .await
+                .status,
+            StatusCode::OK
+        );
         let (ok, listed, _) = run(&["apikey", "list"]);
         assert!(ok);
-        assert!(listed.contains("audit:read users:read") && listed.contains("expires") && !listed.contains(&key), "{listed}");
-        let id = listed.lines().find(|l| l.starts_with("key_")).unwrap().split('\t').next().unwrap().to_owned();
+        assert!(
+            listed.contains("audit:read users:read")
+                && listed.contains("expires")
+                && !listed.contains(&key),
+            "{listed}"
+        );
+        let id = listed
+            .lines()
+            .find(|l| l.starts_with("key_"))
+            .unwrap()
+            .split('\t')
+            .next()
+            .unwrap()
+            .to_owned();
         let (ok, _, stderr) = run(&["apikey", "create", "bad", "--scope", "users:everything"]);
         assert!(!ok && stderr.contains("unknown scope"), "{stderr}");
         let (ok, _, stderr) = run(&["apikey", "revoke", &id]);
         assert!(ok, "{stderr}");
-        assert_eq!(with_key(&app, &key, Method::GET, "/api/admin/users", None).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            with_key(&app, &key, Method::GET, "/api/admin/users", None)
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
         let cli_rows = app.scalar("SELECT COUNT(*) FROM audit_log WHERE event IN ('apikey.created', 'apikey.revoked') AND client_addr = 'cli'").await;
         assert_eq!(cli_rows, 2);
     }

@@ -79,7 +79,10 @@ async fn the_document_is_complete_and_every_documented_route_is_served() {
     let doc = document(&app).await;
     assert_eq!(doc["openapi"], "3.1.0");
     let schemes = keys(&doc["components"]["securitySchemes"]);
-    assert_eq!(schemes, ["apikey", "dpop", "session"].map(String::from).into());
+    assert_eq!(
+        schemes,
+        ["apikey", "dpop", "session"].map(String::from).into()
+    );
     let mut ids = BTreeSet::new();
     let mut operations = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
