@@ -104,6 +104,7 @@ fn session_routes() -> OpenApiRouter<AppState> {
         .merge(crate::license::router())
         .merge(crate::admin::router())
         .merge(crate::apikeys::router())
+        .merge(crate::webhooks::router())
 }
 
 /// Public, read-only documents and probes: no session work on their hot path.

@@ -41,3 +41,5 @@ pub mod revocation;
 pub mod state;
 /// The database layer (SQLite or PostgreSQL): the only place with SQL.
 pub mod store;
+/// Event webhooks out (Standard Webhooks): outbox, sender, delivery log.
+pub mod webhooks;

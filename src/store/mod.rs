@@ -23,6 +23,7 @@ pub mod licenses;
 pub mod revocations;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 

@@ -22,3 +22,4 @@ mod registration;
 mod scale;
 mod signin;
 mod status;
+mod webhooks;
