@@ -78,6 +78,7 @@ pub(crate) struct LogQuery {
     /// Only this endpoint.
     endpoint: Option<String>,
     /// Only messages in this state.
+    #[param(inline)]
     status: Option<StatusFilter>,
     /// `next_cursor` of the previous page.
     #[param(pattern = "^[0-9]{0,18}$")]

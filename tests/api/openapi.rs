@@ -320,9 +320,25 @@ async fn schemathesis_finds_no_failures() {
             "0",
             "--rate-limit-premium",
             "0",
+            // The payment webhooks check signatures (a fuzzer cannot make one).
+            "--stripe-webhook-secret",
+            "whsec_fuzz",
+            "--paddle-webhook-secret",
+            "pdl_ntfset_fuzz",
         ],
     )
     .await;
+    // A key with every scope, for the operations only keys may call.
+    let key = latchkey::apikeys::ops::create(
+        &app.state.store,
+        &latchkey::admin::ops::Actor::Cli,
+        "fuzz",
+        latchkey::apikeys::Scope::ALL,
+        None,
+    )
+    .await
+    .unwrap()
+    .secret;
     // What the fuzzer then does with these accounts (promote, disable, revoke
     // passkeys it finds through the links it infers) is real API use.
     let mut admin = app.register("fuzz-admin").await;
@@ -357,6 +373,7 @@ async fn schemathesis_finds_no_failures() {
                 .arg("--report-dir")
                 .arg(&report)
                 .env("LATCHKEY_SESSION", &cookie)
+                .env("LATCHKEY_FUZZ_KEY", &key)
                 .env("LATCHKEY_FUZZ_ORIGIN", ORIGIN)
                 .output()
                 .unwrap()
