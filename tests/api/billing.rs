@@ -353,3 +353,119 @@ fn customer_created(event: &str) -> String {
         &[("EVENT_ID", event.into()), ("CREATED", now().to_string())],
     )
 }
+
+/// The README's "Selling premium" walk-through as written: its settings (as
+/// flags), its endpoint, the Checkout fields its server code sets, and what
+/// the user then gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_selling_premium_walk_through_works_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## Selling premium")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let mut flags = Vec::new();
+    let mut secret = String::new();
+    for line in section.lines().map(str::trim) {
+        if let Some((name, value)) = line
+            .strip_prefix("export LATCHKEY_")
+            .and_then(|l| l.split_once('='))
+        {
+            flags.push(format!("--{}", name.to_lowercase().replace('_', "-")));
+            flags.push(value.to_owned());
+            if name == "STRIPE_WEBHOOK_SECRET" {
+                secret = value.to_owned();
+            }
+        }
+    }
+    assert_eq!(flags.len(), 6, "{flags:?}");
+    assert!(section.contains(&format!("{PRICE}=premium")));
+    for needed in [
+        "/api/webhooks/stripe",
+        "client_reference_id: latchkeyUserId",
+        "metadata: { latchkey_user_id: latchkeyUserId }",
+    ] {
+        assert!(section.contains(needed), "{needed}");
+    }
+    for event in [
+        "checkout.session.completed",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "invoice.paid",
+        "invoice.payment_failed",
+    ] {
+        assert!(section.contains(&format!("`{event}`")), "{event}");
+    }
+    for db in [Db::Sqlite, Db::Postgres] {
+        let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let app = spawn_app_with(db, &args).await;
+        let client = new_client();
+        let alice = app
+            .register_with(&client, "alice", Default::default())
+            .await;
+        let me = app
+            .send(&client, reqwest::Method::GET, "/api/me", None, &[])
+            .await;
+        let user_id = me.body["user_id"].as_str().unwrap();
+        assert_eq!(user_id, alice.user_id);
+        let t = now();
+        let metadata = format!("{{\"latchkey_user_id\": \"{user_id}\"}}");
+        for body in [
+            checkout("evt_readme_1", Some(user_id), t),
+            subscription_in(
+                "stripe/customer.subscription.json",
+                "evt_readme_2",
+                "created",
+                "active",
+                t,
+                t + 30 * DAY,
+                &metadata,
+            ),
+        ] {
+            assert_eq!(
+                stripe_signed(&app, &body, &secret, t).await.status,
+                StatusCode::OK
+            );
+        }
+        let device = DeviceKey::ed25519();
+        let minted = app.mint(&client, &device).await;
+        let claims: Value = serde_json::from_slice(&crate::helpers::unb64(
+            minted.body["license"]
+                .as_str()
+                .unwrap()
+                .split('.')
+                .nth(1)
+                .unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(claims["ent"], serde_json::json!(["premium"]));
+        assert_eq!(
+            claims["exp"].as_i64().unwrap(),
+            (t + 30 * DAY + 3 * DAY).min(claims["iat"].as_i64().unwrap() + 30 * DAY)
+        );
+        let key = latchkey::apikeys::ops::create(
+            &app.state.store,
+            &latchkey::admin::ops::Actor::Cli,
+            "server",
+            &[latchkey::apikeys::Scope::UsersRead],
+            None,
+        )
+        .await
+        .unwrap()
+        .secret;
+        let found = crate::apikeys::with_key(
+            &app,
+            &key,
+            reqwest::Method::GET,
+            &format!("/api/admin/users?external_id={CUSTOMER}"),
+            None,
+        )
+        .await;
+        assert_eq!(found.body["users"][0]["id"], user_id, "{}", found.text);
+    }
+}
