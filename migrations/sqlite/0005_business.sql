@@ -9,6 +9,14 @@ CREATE UNIQUE INDEX users_external_id ON users(external_id);
 ALTER TABLE audit_log ADD COLUMN actor_key_id TEXT;
 ALTER TABLE audit_log ADD COLUMN actor_key_name TEXT;
 
+-- One-time codes with which a user created through the admin API adds their first passkey.
+CREATE TABLE enrollments (
+    token_hash  TEXT PRIMARY KEY,              -- SHA-256 of the code; the code itself is never stored
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    expires_at  BIGINT NOT NULL,
+    used_at     BIGINT
+);
+
 CREATE TABLE api_keys (
     id            TEXT PRIMARY KEY,            -- public id, key_…
     name          TEXT NOT NULL,

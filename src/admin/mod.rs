@@ -4,6 +4,7 @@
 pub mod accounts;
 mod activity;
 mod changes;
+mod create;
 mod guard;
 pub mod ops;
 mod revoke;
@@ -23,7 +24,7 @@ pub use guard::Admin;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(activity::overview))
-        .routes(routes!(users::list_users))
+        .routes(routes!(users::list_users, create::create_user))
         .routes(routes!(users::user_detail, changes::change_user))
         .routes(routes!(changes::grant))
         .routes(routes!(changes::remove_entitlement))

@@ -2,6 +2,7 @@
 
 pub(crate) mod account;
 pub mod credential;
+pub(crate) mod enroll;
 pub(crate) mod login;
 pub(crate) mod register;
 
@@ -19,6 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register::start))
         .routes(routes!(register::finish))
+        .routes(routes!(enroll::start))
         .routes(routes!(login::start))
         .routes(routes!(login::finish))
         .routes(routes!(account::logout))

@@ -22,7 +22,7 @@ use crate::store::credentials::{NewCredential, NewUser, RegisterError};
 use crate::store::now;
 use latchkey_core::jose::b64;
 
-const NEW_ACCOUNT: &str = "register";
+pub(super) const NEW_ACCOUNT: &str = "register";
 const ADD_PASSKEY: &str = "add-passkey";
 
 #[derive(Deserialize, ToSchema)]
@@ -48,11 +48,14 @@ pub(crate) struct PasskeyAdded {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Ceremony {
-    registration: PasskeyRegistration,
-    user_id: String,
-    username: String,
-    display_name: String,
+pub(super) struct Ceremony {
+    pub(super) registration: PasskeyRegistration,
+    pub(super) user_id: String,
+    pub(super) username: String,
+    pub(super) display_name: String,
+    /// The hashed enrollment code of a user made through the admin API.
+    #[serde(default)]
+    pub(super) enrollment: Option<String>,
 }
 
 fn username_taken() -> AppError {
@@ -95,6 +98,7 @@ pub(crate) async fn start(
         user_id: user_id.to_string(),
         username,
         display_name,
+        enrollment: None,
     };
     begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
     Ok(Json(
@@ -123,14 +127,14 @@ pub(crate) async fn finish(
     AppJson(credential): AppJson<RegistrationCredential>,
 ) -> Result<(StatusCode, Json<Registered>)> {
     let ceremony: Ceremony = take_ceremony(&state, &session, NEW_ACCOUNT).await?;
-    let new_user = NewUser {
+    // An enrolling user exists already; anyone else is created with the passkey.
+    let new_user = ceremony.enrollment.is_none().then(|| NewUser {
         id: &ceremony.user_id,
         username: &ceremony.username,
         display_name: &ceremony.display_name,
-    };
+    });
     let credential = credential.into_webauthn()?;
-    let credential_id =
-        store_passkey(&state, &ceremony, Some(new_user), &credential, &client).await?;
+    let credential_id = store_passkey(&state, &ceremony, new_user, &credential, &client).await?;
     session::start(&session, &ceremony.user_id, &credential_id, &client).await?;
     Ok((
         StatusCode::CREATED,
@@ -189,7 +193,7 @@ async fn store_passkey(
         backup_eligible: info.backup_eligible,
         backup_state: info.backup_state,
     };
-    let is_new_user = new_user.is_some();
+    let is_new_user = new_user.is_some() || ceremony.enrollment.is_some();
     let audit = AuditEvent {
         actor_user_id: Some(&ceremony.user_id),
         target_user_id: Some(&ceremony.user_id),
@@ -204,12 +208,20 @@ async fn store_passkey(
     };
     match state
         .store
-        .register_credential(&ceremony.user_id, new_user, record, &audit, now())
+        .register_credential(
+            &ceremony.user_id,
+            new_user,
+            ceremony.enrollment.as_deref(),
+            record,
+            &audit,
+            now(),
+        )
         .await
     {
         Ok(()) => {}
         Err(RegisterError::UsernameTaken) => return Err(username_taken()),
         Err(RegisterError::CredentialExists) => return Err(already()),
+        Err(RegisterError::EnrollmentGone) => return Err(super::enroll::code_gone()),
         Err(RegisterError::Store(err)) => return Err(err.into()),
     }
     crate::metrics::ceremony(
@@ -259,6 +271,7 @@ pub(crate) async fn add_start(
         user_id: user.id.clone(),
         username: user.username.clone(),
         display_name: user.display_name.clone(),
+        enrollment: None,
     };
     begin_ceremony(&state, &signed_in.session, ADD_PASSKEY, &ceremony).await?;
     Ok(Json(

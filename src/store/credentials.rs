@@ -43,6 +43,8 @@ pub struct NewUser<'a> {
 pub enum RegisterError {
     UsernameTaken,
     CredentialExists,
+    /// The enrollment code was used, expired or withdrawn meanwhile.
+    EnrollmentGone,
     Store(Error),
 }
 
@@ -66,12 +68,14 @@ pub enum UseOutcome {
 }
 
 impl Store {
-    /// Stores a passkey, creating its user first when `new_user` is given, with
+    /// Stores a passkey, creating its user first when `new_user` is given (or
+    /// spending the enrollment code, hashed, of a user made without one), with
     /// its audit row, in one transaction: all rows exist afterwards or none does.
     pub async fn register_credential(
         &self,
         user_id: &str,
         new_user: Option<NewUser<'_>>,
+        enrollment: Option<&str>,
         cred: NewCredential<'_>,
         audit: &AuditEvent<'_>,
         now: i64,
@@ -96,6 +100,14 @@ impl Store {
                     .rows_affected();
                 if inserted == 0 {
                     return Err(RegisterError::UsernameTaken);
+                }
+            }
+            if let Some(code) = enrollment {
+                let spent = sqlx::query("UPDATE enrollments SET used_at = $3 WHERE token_hash = $1 AND user_id = $2 \
+                                         AND used_at IS NULL AND expires_at > $3")
+                    .bind(code).bind(user_id).bind(now).execute(&mut *tx).await?.rows_affected();
+                if spent == 0 {
+                    return Err(RegisterError::EnrollmentGone);
                 }
             }
             let inserted = sqlx::query(&cred_sql)

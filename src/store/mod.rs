@@ -17,6 +17,7 @@ pub mod audit;
 pub mod billing;
 pub mod ceremonies;
 pub mod credentials;
+pub mod enrollments;
 pub mod entitlements;
 pub mod keys;
 pub mod licenses;

@@ -10,6 +10,7 @@ mod account;
 mod admin;
 mod apikeys;
 mod billing;
+mod enrollment;
 mod faults;
 mod hardening;
 mod licenses;
