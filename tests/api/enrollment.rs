@@ -40,7 +40,7 @@ on_both_databases! {
         assert_eq!(done.body["user_id"], user_id.as_str());
         let me = app.send(&client, Method::GET, "/api/me", None, &[]).await;
         assert_eq!(me.body["username"], "carol");
-        assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM users WHERE username_key = 'carol'")).await, 1);
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM users WHERE username_key = 'carol'").await, 1);
         assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM audit_log WHERE event = 'registration' AND target_user_id = '{user_id}'")).await, 1);
 
         // Once only.
