@@ -41,5 +41,7 @@ pub mod revocation;
 pub mod state;
 /// The database layer (SQLite or PostgreSQL): the only place with SQL.
 pub mod store;
+/// Usernames as identifiers: PRECIS keys and confusable skeletons.
+pub mod usernames;
 /// Event webhooks out (Standard Webhooks): outbox, sender, delivery log.
 pub mod webhooks;

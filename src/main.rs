@@ -83,7 +83,13 @@ async fn serve(common: &latchkey::config::Common, args: &ServeArgs) -> anyhow::R
         startup_ms = started.elapsed().as_millis() as u64,
         "latchkey is ready"
     );
-    latchkey::app::serve(listener, router, shutdown_signal()).await?;
+    latchkey::app::serve(
+        listener,
+        router,
+        args.connection_limits(),
+        shutdown_signal(),
+    )
+    .await?;
     upkeep.abort();
     senders.iter().for_each(tokio::task::JoinHandle::abort);
     state.store.close().await;

@@ -3,7 +3,13 @@
 
 import { createLatchkey } from './latchkey.js';
 
-const latchkey = createLatchkey();
+const latchkey = createLatchkey({
+  // Adding or removing a passkey, or signing out everywhere, may first ask for one.
+  onStepUp: () => {
+    say("Confirm it's you: use one of your passkeys for this account.");
+    return true;
+  },
+});
 const ENTITLEMENT = 'premium';
 
 const $ = (id) => document.getElementById(id);

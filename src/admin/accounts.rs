@@ -68,11 +68,14 @@ pub async fn create_user(
     external_id: Option<&str>,
 ) -> Result<NewAccount> {
     actor.require(Some(Scope::UsersWrite))?;
-    let username = crate::passkey::clean_name("username", username)?;
+    // The same rules as self-registration: PRECIS keys and confusable skeletons.
+    let name = crate::usernames::parse(username.trim())
+        .map_err(|e| AppError::Unprocessable("invalid-name", e.to_string()))?;
     let display_name = match display_name {
-        Some(name) => crate::passkey::clean_name("display name", name)?,
-        None => username.clone(),
+        Some(text) => crate::passkey::clean_name("display name", text)?,
+        None => name.display.clone(),
     };
+    let username = name.display.clone();
     if external_id.is_some_and(|id| !valid_external_id(id)) {
         return Err(AppError::Unprocessable(
             "invalid-external-id",
@@ -90,6 +93,8 @@ pub async fn create_user(
     let created = crate::store::enrollments::CreatedUser {
         id: &id,
         username: &username,
+        username_key: &name.key,
+        username_skeleton: &name.skeleton,
         display_name: &display_name,
         external_id,
         code_hash: &code_hash,

@@ -42,8 +42,6 @@ pub(crate) struct Granted {
     params(("id" = String, Path, description = "user id")),
     responses(
         (status = 201, description = "Granted", body = Granted),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator, or a key without the scope", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid name or expiry", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -64,14 +62,7 @@ pub(crate) async fn grant(
             )
         })?),
     };
-    ops::grant_entitlement(
-        &state.store,
-        &caller.actor(&state, &client),
-        &id,
-        &body.name,
-        until,
-    )
-    .await?;
+    ops::grant_entitlement(&state.store, &caller.actor(&client), &id, &body.name, until).await?;
     Ok((
         StatusCode::CREATED,
         Json(Granted {
@@ -92,7 +83,6 @@ pub(crate) async fn grant(
     responses(
         (status = 204, description = "Removed"),
         (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator, or a key without the scope", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user or entitlement", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -102,7 +92,7 @@ pub(crate) async fn remove_entitlement(
     client: ClientInfo,
     AppPath((id, name)): AppPath<(String, String)>,
 ) -> Result<StatusCode> {
-    ops::remove_entitlement(&state.store, &caller.actor(&state, &client), &id, &name).await?;
+    ops::remove_entitlement(&state.store, &caller.actor(&client), &id, &name).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -138,7 +128,6 @@ pub(crate) struct UserChange {
     responses(
         (status = 200, description = "The user", body = UserInfo),
         (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator, a key without users:write, or a key changing a role", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last admin, or the external id is another user's", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Nothing to change, or an invalid external id", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -151,7 +140,7 @@ pub(crate) async fn change_user(
     AppPath(id): AppPath<String>,
     AppJson(body): AppJson<UserChange>,
 ) -> Result<Json<UserInfo>> {
-    let actor = caller.actor(&state, &client);
+    let actor = caller.actor(&client);
     match (&body.role, &body.external_id) {
         (None, None) => {
             return Err(AppError::Unprocessable(
@@ -193,7 +182,6 @@ pub(crate) async fn change_user(
     responses(
         (status = 204, description = "Disabled"),
         (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator, or a key without the scope", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last admin", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -204,7 +192,7 @@ pub(crate) async fn disable(
     client: ClientInfo,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    ops::set_disabled(&state.store, &caller.actor(&state, &client), &id, true).await?;
+    ops::set_disabled(&state.store, &caller.actor(&client), &id, true).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -219,8 +207,6 @@ pub(crate) async fn disable(
     params(("id" = String, Path, description = "user id")),
     responses(
         (status = 204, description = "Enabled"),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator, or a key without the scope", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -230,6 +216,6 @@ pub(crate) async fn enable(
     client: ClientInfo,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    ops::set_disabled(&state.store, &caller.actor(&state, &client), &id, false).await?;
+    ops::set_disabled(&state.store, &caller.actor(&client), &id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

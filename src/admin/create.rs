@@ -63,7 +63,7 @@ pub(crate) async fn create_user(
 ) -> Result<(StatusCode, Json<CreatedUser>)> {
     let made = super::accounts::create_user(
         &state.store,
-        &caller.actor(&state, &client),
+        &caller.actor(&client),
         &body.username.0,
         body.display_name.as_ref().map(|n| n.0.as_str()),
         body.external_id.as_deref(),

@@ -19,7 +19,7 @@ use crate::http::Time;
 use crate::state::AppState;
 use crate::store::users::{Role, User};
 
-pub use guard::Admin;
+pub use guard::{reauthentication_required, Admin};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

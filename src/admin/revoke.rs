@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use super::ops;
 use crate::apikeys::{Caller, HumanOnly, LicensesRevoke};
 use crate::error::Result;
-use crate::http::{AppPath, ClientInfo};
+use crate::http::AppPath;
+use crate::http::ClientInfo;
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -20,7 +21,6 @@ use crate::state::AppState;
     responses(
         (status = 204, description = "Revoked"),
         (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such active passkey", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last admin's last passkey", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -31,7 +31,7 @@ pub(crate) async fn revoke_credential(
     client: ClientInfo,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    let actor = caller.actor(&state, &client);
+    let actor = caller.actor(&client);
     ops::revoke_passkey(&state.store, &actor, &id).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -48,7 +48,6 @@ pub(crate) async fn revoke_credential(
     responses(
         (status = 204, description = "Revoked"),
         (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such license", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -58,7 +57,7 @@ pub(crate) async fn revoke_license(
     client: ClientInfo,
     AppPath(jti): AppPath<String>,
 ) -> Result<StatusCode> {
-    let actor = caller.actor(&state, &client);
+    let actor = caller.actor(&client);
     ops::revoke_license(&state.store, &actor, &jti).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)

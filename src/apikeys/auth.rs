@@ -117,16 +117,11 @@ impl<N: Needs> Caller<N> {
     /// The operations layer's actor for this caller.
     pub fn actor<'a>(
         &'a self,
-        state: &AppState,
         client: &'a crate::http::ClientInfo,
     ) -> crate::admin::ops::Actor<'a> {
         use crate::admin::ops::Actor;
         match self {
-            Self::Admin(admin) => Actor::Admin {
-                admin,
-                client,
-                reauth_secs: state.settings.admin_reauth_secs,
-            },
+            Self::Admin(admin) => Actor::Admin(admin),
             Self::Key(key, _) => Actor::Key { key, client },
         }
     }

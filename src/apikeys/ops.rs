@@ -6,7 +6,7 @@
 use super::{secret, Scope};
 use crate::admin::ops::Actor;
 use crate::error::{AppError, Result};
-use crate::store::apikeys::{ApiKeyRow, NewApiKey};
+use crate::store::apikeys::{ApiKeyRow, KeyRevocation, NewApiKey};
 use crate::store::audit::Event;
 use crate::store::{now, Store};
 
@@ -29,7 +29,6 @@ pub async fn create(
     expires_at: Option<i64>,
 ) -> Result<Created> {
     actor.require(None)?;
-    actor.confirm_destructive().await?;
     let name = clean_name(name)?;
     if scopes.is_empty() {
         return Err(AppError::Unprocessable(
@@ -56,7 +55,7 @@ pub async fn create(
     let hash = secret::hash(&secret);
     let hint = secret::hint(&secret);
     let created_by = match actor {
-        Actor::Admin { admin, .. } => Some(admin.user.id.as_str()),
+        Actor::Admin(admin) => Some(admin.user.id.as_str()),
         _ => None,
     };
     let audit = crate::store::audit::AuditEvent {
@@ -64,8 +63,9 @@ pub async fn create(
         detail: Some(&scope_text),
         ..actor.audit(Event::ApiKeyCreated)
     };
+    let spend = actor.confirm_destructive(store).await?;
     let now = now();
-    store
+    let stored = store
         .create_api_key(
             NewApiKey {
                 id: &id,
@@ -76,10 +76,14 @@ pub async fn create(
                 created_by,
                 expires_at,
             },
+            spend.as_deref(),
             &audit,
             now,
         )
         .await?;
+    if !stored {
+        return Err(crate::admin::reauthentication_required());
+    }
     let key = ApiKeyRow {
         id,
         name,
@@ -96,18 +100,22 @@ pub async fn create(
 
 pub async fn revoke(store: &Store, actor: &Actor<'_>, id: &str) -> Result<()> {
     actor.require(None)?;
-    actor.confirm_destructive().await?;
+    let spend = actor.confirm_destructive(store).await?;
     let audit = crate::store::audit::AuditEvent {
         target: Some(id),
         ..actor.audit(Event::ApiKeyRevoked)
     };
-    if !store.revoke_api_key(id, &audit, now()).await? {
-        return Err(AppError::not_found(
+    match store
+        .revoke_api_key(id, spend.as_deref(), &audit, now())
+        .await?
+    {
+        KeyRevocation::Revoked => Ok(()),
+        KeyRevocation::NotFound => Err(AppError::not_found(
             "no-such-api-key",
             "There is no unrevoked API key with this id.",
-        ));
+        )),
+        KeyRevocation::Unconfirmed => Err(crate::admin::reauthentication_required()),
     }
-    Ok(())
 }
 
 /// A lifetime such as `90d` or an RFC 3339 time / date, as an expiry.

@@ -127,7 +127,7 @@ pub(crate) async fn create(
     };
     let created = ops::create(
         &state.store,
-        &caller.actor(&state, &client),
+        &caller.actor(&client),
         &body.name.0,
         &body.scopes,
         expires_at,
@@ -164,7 +164,7 @@ pub(crate) async fn revoke(
     client: ClientInfo,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    ops::revoke(&state.store, &caller.actor(&state, &client), &id).await?;
+    ops::revoke(&state.store, &caller.actor(&client), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -85,6 +85,7 @@ pub(crate) async fn start(
         user_id: user.id,
         username: user.username,
         display_name: user.display_name,
+        stepped_up: false,
         enrollment: Some(hash),
     };
     begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;

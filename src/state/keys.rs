@@ -121,8 +121,8 @@ impl Kek {
 fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        super::files::private_dir(parent).map_err(std::io::Error::other)?;
     }
     let mut f = std::fs::OpenOptions::new()
         .write(true)

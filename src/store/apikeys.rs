@@ -1,7 +1,7 @@
 //! API keys for machines: only a hash of each secret is kept.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, transaction, Result, Store};
+use super::{dispatch, spend_confirmation, transaction, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiKeyRow {
@@ -15,6 +15,14 @@ pub struct ApiKeyRow {
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyRevocation {
+    Revoked,
+    NotFound,
+    /// The admin's passkey confirmation was already spent.
+    Unconfirmed,
 }
 
 /// A key about to be stored.
@@ -36,21 +44,29 @@ const COLUMNS: &str =
 const LAST_USE_PRECISION: i64 = 60;
 
 impl Store {
+    /// Stores a key with its audit row, spending the admin's passkey
+    /// confirmation (`spend`) in the same transaction; false, and nothing
+    /// stored, when that confirmation was already spent.
     pub async fn create_api_key(
         &self,
         key: NewApiKey<'_>,
+        spend: Option<&str>,
         audit: &AuditEvent<'_>,
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let sql = "INSERT INTO api_keys (id, name, secret_hash, hint, scopes, created_by, created_at, expires_at) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-        transaction!(self, tx => {
+        let stored = transaction!(self, tx => {
+            if !spend_confirmation!(tx, spend, now) {
+                return Ok(false);
+            }
             sqlx::query(sql).bind(key.id).bind(key.name).bind(key.secret_hash).bind(key.hint)
                 .bind(key.scopes).bind(key.created_by).bind(now).bind(key.expires_at)
                 .execute(&mut *tx).await?;
             insert_event!(audit, now).execute(&mut *tx).await?;
+            true
         });
-        Ok(())
+        Ok(stored)
     }
 
     /// Every key, newest first (revoked ones included, for the record).
@@ -81,15 +97,27 @@ impl Store {
         Ok(row)
     }
 
-    /// Revokes a key; false when there is no such unrevoked key.
-    pub async fn revoke_api_key(&self, id: &str, audit: &AuditEvent<'_>, now: i64) -> Result<bool> {
+    /// Revokes a key, spending the admin's confirmation with it.
+    pub async fn revoke_api_key(
+        &self,
+        id: &str,
+        spend: Option<&str>,
+        audit: &AuditEvent<'_>,
+        now: i64,
+    ) -> Result<KeyRevocation> {
         let revoked = transaction!(self, tx => {
-            let n = sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(id).bind(now).execute(&mut *tx).await?.rows_affected();
-            if n == 1 {
-                insert_event!(audit, now).execute(&mut *tx).await?;
+            let live: Option<(String,)> = sqlx::query_as("SELECT id FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id).fetch_optional(&mut *tx).await?;
+            if live.is_none() {
+                return Ok(KeyRevocation::NotFound);
             }
-            n == 1
+            if !spend_confirmation!(tx, spend, now) {
+                return Ok(KeyRevocation::Unconfirmed);
+            }
+            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1")
+                .bind(id).bind(now).execute(&mut *tx).await?;
+            insert_event!(audit, now).execute(&mut *tx).await?;
+            KeyRevocation::Revoked
         });
         Ok(revoked)
     }

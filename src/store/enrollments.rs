@@ -9,6 +9,9 @@ use super::{dispatch, transaction, Result, Store};
 pub struct CreatedUser<'a> {
     pub id: &'a str,
     pub username: &'a str,
+    /// Unique: the normalised key and the confusable skeleton (`crate::usernames`).
+    pub username_key: &'a str,
+    pub username_skeleton: &'a str,
     pub display_name: &'a str,
     pub external_id: Option<&'a str>,
     /// SHA-256 of the enrollment code, and until when it works.
@@ -39,10 +42,11 @@ impl Store {
                     return Ok(Creation::ExternalIdTaken);
                 }
             }
+            // Either uniqueness rule (the key, the skeleton) makes it a taken name.
             let inserted = sqlx::query(
-                "INSERT INTO users (id, username, username_key, display_name, role, created_at, external_id) \
-                 VALUES ($1, $2, $3, $4, 'user', $5, $6) ON CONFLICT (username_key) DO NOTHING")
-                .bind(user.id).bind(user.username).bind(super::users::username_key(user.username))
+                "INSERT INTO users (id, username, username_key, username_skeleton, display_name, role, created_at, external_id) \
+                 VALUES ($1, $2, $3, $4, $5, 'user', $6, $7) ON CONFLICT DO NOTHING")
+                .bind(user.id).bind(user.username).bind(user.username_key).bind(user.username_skeleton)
                 .bind(user.display_name).bind(now).bind(user.external_id)
                 .execute(&mut *tx).await?.rows_affected();
             if inserted == 0 {

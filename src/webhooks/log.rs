@@ -211,7 +211,7 @@ pub(crate) async fn enable(
     client: ClientInfo,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    let actor = caller.actor(&state, &client);
+    let actor = caller.actor(&client);
     let audit = AuditEvent {
         target: Some(&id),
         ..actor.audit(Event::WebhookEndpointEnabled)
