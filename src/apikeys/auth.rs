@@ -80,7 +80,7 @@ impl FromRequestParts<AppState> for ApiKey {
 
 /// The caller of an admin route that keys with scope `N` may also call.
 pub enum Caller<N: Needs> {
-    Admin(Admin),
+    Admin(Box<Admin>),
     Key(ApiKey, PhantomData<N>),
 }
 
@@ -109,7 +109,9 @@ impl<N: Needs> FromRequestParts<AppState> for Caller<N> {
                 needed => Err(missing(needed)),
             };
         }
-        Ok(Self::Admin(Admin::from_request_parts(parts, state).await?))
+        Ok(Self::Admin(Box::new(
+            Admin::from_request_parts(parts, state).await?,
+        )))
     }
 }
 

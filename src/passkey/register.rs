@@ -214,8 +214,11 @@ async fn store_passkey(
         aaguid: &info.aaguid,
         backup_eligible: info.backup_eligible,
         backup_state: info.backup_state,
-        // The first passkey of a new account, or one added under a step-up.
-        added_with_step_up: new_user.is_some() || ceremony.stepped_up,
+        // The first passkey of a new (or enrolling) account, or one added under a step-up.
+        added_with_step_up: new_user.is_some()
+            || ceremony.enrollment.is_some()
+            || ceremony.stepped_up,
+        enrollment: ceremony.enrollment.as_deref(),
     };
     let is_new_user = new_user.is_some() || ceremony.enrollment.is_some();
     let audit = AuditEvent {
@@ -232,15 +235,7 @@ async fn store_passkey(
     };
     match state
         .store
-        .register_credential(
-            &ceremony.user_id,
-            new_user,
-            ceremony.enrollment.as_deref(),
-            record,
-            spend,
-            &audit,
-            now(),
-        )
+        .register_credential(&ceremony.user_id, new_user, record, spend, &audit, now())
         .await
     {
         Ok(()) => {}

@@ -32,6 +32,9 @@ pub struct NewCredential<'a> {
     pub backup_eligible: bool,
     pub backup_state: bool,
     pub added_with_step_up: bool,
+    /// The hashed enrollment code this first passkey of a user made by an
+    /// administrator spends (in the same transaction).
+    pub enrollment: Option<&'a str>,
 }
 
 /// A user created together with their first passkey.
@@ -83,7 +86,6 @@ impl Store {
         &self,
         user_id: &str,
         new_user: Option<NewUser<'_>>,
-        enrollment: Option<&str>,
         cred: NewCredential<'_>,
         spend: Option<&str>,
         audit: &AuditEvent<'_>,
@@ -116,7 +118,7 @@ impl Store {
                     return Err(RegisterError::UsernameTaken);
                 }
             }
-            if let Some(code) = enrollment {
+            if let Some(code) = cred.enrollment {
                 let spent = sqlx::query("UPDATE enrollments SET used_at = $3 WHERE token_hash = $1 AND user_id = $2 \
                                          AND used_at IS NULL AND expires_at > $3")
                     .bind(code).bind(user_id).bind(now).execute(&mut *tx).await?.rows_affected();
