@@ -49,6 +49,7 @@ async fn serve(common: &latchkey::config::Common, args: &ServeArgs) -> anyhow::R
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (LATCHKEY_LISTEN): {e}", args.listen))?;
     let upkeep = state.spawn_upkeep(args.cache_refresh);
+    let senders = latchkey::webhooks::start(&state).await?;
     if args.metrics_listen != "off" {
         let addr: std::net::SocketAddr = args.metrics_listen.parse().map_err(|_| {
             anyhow::anyhow!(
@@ -90,6 +91,7 @@ async fn serve(common: &latchkey::config::Common, args: &ServeArgs) -> anyhow::R
     )
     .await?;
     upkeep.abort();
+    senders.iter().for_each(tokio::task::JoinHandle::abort);
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -45,6 +45,8 @@ pub struct Settings {
     pub trust_forwarded_for: bool,
     pub request_timeout: Duration,
     pub max_pending_ceremonies: i64,
+    /// Payment webhooks in, event webhooks out.
+    pub business: crate::config::Business,
 }
 
 impl Settings {
@@ -86,6 +88,7 @@ impl AppState {
     /// Connects, migrates, loads the signing keys: everything `serve` needs.
     pub async fn build(common: &Common, serve: &ServeArgs) -> anyhow::Result<Self> {
         common.validate().map_err(anyhow::Error::msg)?;
+        let business = serve.business.parse().map_err(anyhow::Error::msg)?;
         let store = open_store(common, serve.db_max_connections).await?;
         store.migrate().await?;
         migrate_usernames(&store).await?;
@@ -124,6 +127,7 @@ impl AppState {
             trust_forwarded_for: serve.trust_forwarded_for,
             request_timeout: serve.request_timeout,
             max_pending_ceremonies: serve.max_pending_ceremonies.max(1),
+            business,
         };
         let rate_limiter = RateLimiter::new([
             serve.rate_limit_ceremonies,
