@@ -65,10 +65,10 @@ pub(crate) async fn start(
         let options = assertion::start(&state, &session, KIND, None, None).await?;
         return Ok(Json(options));
     };
-    if name.chars().any(char::is_control) || name.chars().count() > 64 {
+    if name.chars().any(char::is_control) {
         return Err(AppError::Unprocessable(
             "invalid-name",
-            "A username has at most 64 characters and no control characters.".into(),
+            "The username must not contain control characters.".into(),
         ));
     }
     // As documented (maxLength 64): no username is longer, so this is a
