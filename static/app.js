@@ -3,7 +3,10 @@
 
 import { createLatchkey } from './latchkey.js';
 
-const latchkey = createLatchkey();
+// This page is served from Latchkey itself, so the service's base path (e.g. /auth) is
+// this module's own folder.
+const HERE = new URL('./', import.meta.url);
+const latchkey = createLatchkey({ base: HERE.pathname });
 const ENTITLEMENT = 'premium';
 
 const $ = (id) => document.getElementById(id);
@@ -340,7 +343,7 @@ setInterval(() => {
 async function registerServiceWorker() {
   if (!('serviceWorker' in navigator)) return;
   try {
-    await navigator.serviceWorker.register('/sw.js', { scope: '/', type: 'classic' });
+    await navigator.serviceWorker.register(new URL('sw.js', HERE), { scope: HERE.pathname, type: 'classic' });
   } catch (error) {
     console.warn('Offline support is off: the service worker did not register.', error);
   }

@@ -53,6 +53,8 @@ events! {
     UserEnabled = "user.enabled",
     KeyRotated = "key.rotated",
     KeyRetired = "key.retired",
+    /// Every signing key re-encrypted under a new key-encryption key.
+    KekRotated = "kek.rotated",
 }
 
 /// One event to record.

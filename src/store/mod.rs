@@ -13,6 +13,7 @@ mod error;
 
 pub mod admin;
 pub mod audit;
+pub mod backup;
 pub mod ceremonies;
 pub mod credentials;
 pub mod entitlements;
@@ -85,6 +86,9 @@ enum Pools {
     Sqlite {
         read: SqlitePool,
         write: SqlitePool,
+        /// A shared lock on the database's directory while open: `latchkey
+        /// restore` takes it exclusively, so it never replaces a database in use.
+        _in_use: Option<std::sync::Arc<std::fs::File>>,
     },
     Postgres(PgPool),
 }
@@ -102,6 +106,7 @@ impl Store {
                 .busy_timeout(Duration::from_millis(900))
                 .foreign_keys(true)
                 .pragma("temp_store", "memory");
+            let in_use = backup::share_directory(opts.get_filename())?;
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(1))
@@ -115,7 +120,11 @@ impl Store {
                 .await
                 .with_context(|| format!("cannot open the SQLite database {url}"))?;
             Ok(Self {
-                inner: Pools::Sqlite { read, write },
+                inner: Pools::Sqlite {
+                    read,
+                    write,
+                    _in_use: in_use,
+                },
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)
@@ -191,7 +200,7 @@ impl Store {
 
     pub async fn close(&self) {
         match &self.inner {
-            Pools::Sqlite { read, write } => {
+            Pools::Sqlite { read, write, .. } => {
                 read.close().await;
                 write.close().await;
             }
