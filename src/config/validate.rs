@@ -51,6 +51,7 @@ pub fn one_line_error(err: &clap::Error, command: &clap::Command) -> String {
     let context = |kind| match err.get(kind) {
         Some(ContextValue::String(s)) => Some(s.clone()),
         Some(ContextValue::StyledStr(s)) => Some(s.to_string()),
+        Some(ContextValue::Strings(v)) => Some(v.join(", ")),
         _ => None,
     };
     if matches!(
@@ -212,6 +213,34 @@ mod tests {
             .unwrap_err()
             .contains("longer than zero"));
         assert!(parse_duration("soon").is_err());
+    }
+
+    fn warning(origin: &str, listen: &str) -> Option<String> {
+        use clap::Parser;
+        let cli = crate::config::Cli::try_parse_from([
+            "latchkey", "--origin", origin, "serve", "--listen", listen,
+        ])
+        .unwrap();
+        let Some(crate::config::Command::Serve(args)) = cli.command else {
+            panic!("serve")
+        };
+        args.origin_warnings(&cli.common)
+    }
+
+    #[test]
+    fn a_localhost_origin_on_another_port_than_a_loopback_listener_is_warned_about() {
+        let w = warning("http://localhost:8080", "127.0.0.1:9000").unwrap();
+        assert!(
+            w.contains("LATCHKEY_ORIGIN") && w.contains("LATCHKEY_LISTEN"),
+            "{w}"
+        );
+        assert_eq!(warning("http://localhost:9000", "127.0.0.1:9000"), None);
+        assert_eq!(warning("http://localhost", "[::1]:80"), None);
+        // Behind a TLS proxy on the same host the ports differ by design.
+        assert_eq!(warning("https://localhost:8443", "127.0.0.1:9000"), None);
+        // Not on loopback: a container or a proxy elsewhere maps the port.
+        assert_eq!(warning("http://localhost:8080", "0.0.0.0:9000"), None);
+        assert_eq!(warning("http://localhost:8080", "127.0.0.1:0"), None);
     }
 
     #[test]

@@ -201,8 +201,19 @@ impl Store {
     pub async fn close(&self) {
         match &self.inner {
             Pools::Sqlite { read, write, .. } => {
-                read.close().await;
-                write.close().await;
+                // sqlx can miss a connection that is being returned to the pool
+                // while it closes; close until none is left, so that the last
+                // one checkpoints and SQLite removes its -wal and -shm files.
+                for pool in [read, write] {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                    loop {
+                        pool.close().await;
+                        if pool.size() == 0 || std::time::Instant::now() > deadline {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
             }
             Pools::Postgres(pool) => pool.close().await,
         }

@@ -19,4 +19,5 @@ mod properties;
 mod registration;
 mod scale;
 mod signin;
+mod startup;
 mod status;
