@@ -8,6 +8,7 @@ mod layers;
 
 mod account;
 mod admin;
+mod backup;
 mod base_path;
 mod faults;
 mod hardening;
