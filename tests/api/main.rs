@@ -18,6 +18,7 @@ mod operations;
 mod process;
 mod properties;
 mod registration;
+mod rekey;
 mod scale;
 mod signin;
 mod startup;
