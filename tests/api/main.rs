@@ -23,3 +23,4 @@ mod scale;
 mod signin;
 mod startup;
 mod status;
+mod upgrade;
