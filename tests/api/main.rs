@@ -19,6 +19,7 @@ mod process;
 mod properties;
 mod registration;
 mod rekey;
+mod release;
 mod scale;
 mod signin;
 mod startup;
