@@ -71,7 +71,7 @@ fn start_stream(
             };
             log.lock().unwrap().minted.push(minted.clone());
             i += 1;
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 let started = Instant::now();
                 app.cli(&["admin", "revoke-license", &minted.jti])
                     .await
