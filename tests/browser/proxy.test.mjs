@@ -2,8 +2,8 @@
 // nginx, with the README's configurations), the app's own files at /, Latchkey under /auth.
 // One scenario per proxy: create a passkey, get a license, go offline and reload, sign out,
 // checking on the way the cookie's attributes, HSTS, the client address the proxy forwards,
-// that DPoP proofs for the public https URL are accepted, and that the app's own page can use
-// latchkey.js with `base`.
+// that DPoP proofs for the public https URL are accepted, that the admin page works under the
+// base path, and that the app's own page can use latchkey.js with `base`.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -141,6 +141,13 @@ for (const { name, program, start } of PROXIES) {
         assert.deepEqual([...addresses], ['::1'], JSON.stringify(audit.events.map((e) => [e.event, e.client_addr])));
         assert.ok(fromBrowser.some((e) => e.event === 'signin.success'));
         assert.ok(fromBrowser.some((e) => e.event === 'license.minted'));
+
+        // The admin page works under the base path too (its API calls follow its own folder).
+        const admin = await context.newPage();
+        await admin.goto(`${latchkey}/admin`);
+        await admin.getByText('Signed in as proxied (admin)', { exact: true }).waitFor({ timeout: 15_000 });
+        await admin.getByRole('link', { name: 'proxied', exact: true }).waitFor({ timeout: 15_000 });
+        await admin.close();
 
         // The app's own page at / is the app's, and reads the same license through `base`.
         const app = await context.newPage();
