@@ -2,27 +2,16 @@
 // How long the offline decision takes in Chromium: one check() (p50 over 1,000 calls, real
 // clock: page.clock would fake performance.now) and an offline page load up to the verdict.
 
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 import * as h from '../tests/browser/harness.mjs';
 
-const skip = h.missingPrerequisite();
 
-describe('speed', { skip: skip ?? false, timeout: 300_000 }, () => {
-  let server;
-  let browser;
-  before(async () => {
-    server = await h.startServer();
-    browser = await h.launchBrowser();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+h.suite('speed', {}, (s) => {
 
   test('offline check() and offline load to verdict', h.TEST, async (t) => {
-    const { context, page } = await h.newDevice(browser);
+    const { context, page } = await h.newDevice(s.browser);
     try {
-      await h.premiumUser(page, server, 'quentin');
+      await h.premiumUser(page, s.server, 'quentin');
       await context.setOffline(true);
       await page.reload();
       await h.expectVerdict(page, 'Premium unlocked');

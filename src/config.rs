@@ -225,9 +225,16 @@ pub struct ServeArgs {
     /// Accepted age of a DPoP proof's `iat` (either direction).
     #[arg(long, env = "LATCHKEY_DPOP_WINDOW", default_value = "60s", value_parser = parse_duration)]
     pub dpop_window: Duration,
+    /// Adding or removing a passkey and signing out everywhere need a passkey
+    /// confirmation this recent (0: a confirmation of their own every time).
+    #[arg(long, env = "LATCHKEY_STEP_UP_MINUTES", default_value_t = 5)]
+    pub step_up_minutes: u64,
     /// Destructive admin actions need a passkey sign-in this recent (0: every time).
     #[arg(long, env = "LATCHKEY_ADMIN_REAUTH_MINUTES", default_value_t = 10)]
     pub admin_reauth_minutes: u64,
+    /// How long audit rows are kept (at least 30 days); older rows are deleted daily.
+    #[arg(long, env = "LATCHKEY_AUDIT_RETENTION", default_value = "400d", value_parser = parse_retention)]
+    pub audit_retention: Duration,
     /// Largest accepted request body in bytes.
     #[arg(long, env = "LATCHKEY_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
@@ -238,6 +245,12 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_listen: String,
+    /// A connection that has not sent a whole request head within this is closed.
+    #[arg(long, env = "LATCHKEY_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Most connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
     /// Longest time a request may take before it is answered with 503.
     #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -269,6 +282,14 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The connection limits these settings ask for.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+
     /// The serve settings from the environment alone (when no command is given).
     /// Every field has a default, so only a malformed `LATCHKEY_*` variable can fail here.
     pub fn try_parse_from_env() -> Result<Self, clap::Error> {
@@ -279,6 +300,24 @@ impl ServeArgs {
             serve: ServeArgs,
         }
         Only::try_parse_from(["latchkey"]).map(|only| only.serve)
+    }
+}
+
+/// Limits on connections, against clients that hold them open.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// A connection that has not sent a whole request head by then is closed.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+        }
     }
 }
 
@@ -303,6 +342,14 @@ impl std::str::FromStr for Secret {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Self(s.to_owned()))
     }
+}
+
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(30 * 86_400) {
+        return Err("the audit log keeps rows at least 30 days (e.g. 400d)".into());
+    }
+    Ok(d)
 }
 
 /// The `static` folder shipped with the source, where the PWA lives.

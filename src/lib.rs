@@ -37,3 +37,5 @@ pub mod revocation;
 pub mod state;
 /// The database layer (SQLite or PostgreSQL): the only place with SQL.
 pub mod store;
+/// Usernames as identifiers: PRECIS keys and confusable skeletons.
+pub mod usernames;

@@ -112,7 +112,13 @@ async fn serve(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "latchkey is ready"
     );
-    latchkey::app::serve(listener, router, shutdown_signal()).await?;
+    latchkey::app::serve(
+        listener,
+        router,
+        args.connection_limits(),
+        shutdown_signal(),
+    )
+    .await?;
     upkeep.abort();
     state.store.close().await;
     tracing::info!("stopped");

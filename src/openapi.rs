@@ -61,7 +61,8 @@ pub fn document(features: impl IntoIterator<Item = Document>) -> Document {
 }
 
 /// Adds the problems any operation of a kind can answer, so each handler
-/// documents only its own: 403 for a foreign Origin, 413 and 415 on bodies,
+/// documents only its own: 401 where a session is needed, 403 for
+/// non-admins on the admin API and for a foreign Origin, 413 and 415 on bodies,
 /// 422 on JSON of the wrong shape, 429 on rate-limited routes, 503 wherever
 /// the database is used, 400 where path or query parameters are read.
 fn add_common_problems(doc: &mut Document) {
@@ -92,6 +93,7 @@ fn add_common_problems(doc: &mut Document) {
         for (write, operation) in operations {
             let Some(operation) = operation else { continue };
             let has_body = operation.request_body.is_some();
+            let signed_in = operation.security.as_ref().is_some_and(|s| !s.is_empty());
             let has_params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
             let responses = &mut operation.responses.responses;
             let mut add = |code: &str, description: &str| {
@@ -99,6 +101,18 @@ fn add_common_problems(doc: &mut Document) {
                     .entry(code.to_owned())
                     .or_insert_with(|| problem(description).into());
             };
+            if signed_in {
+                add(
+                    "401",
+                    "Not signed in (`not-signed-in`), or the credentials were refused",
+                );
+            }
+            if path.starts_with("/api/admin/") {
+                add(
+                    "403",
+                    "Not an administrator (`not-admin`), or a foreign Origin",
+                );
+            }
             if write && session {
                 add("403", "Origin is not the service's origin");
             }

@@ -6,7 +6,14 @@ import { createLatchkey } from './latchkey.js';
 // This page is served from Latchkey itself, so the service's base path (e.g. /auth) is
 // this module's own folder.
 const HERE = new URL('./', import.meta.url);
-const latchkey = createLatchkey({ base: HERE.pathname });
+const latchkey = createLatchkey({
+  base: HERE.pathname,
+  // Adding or removing a passkey, or signing out everywhere, may first ask for one.
+  onStepUp: () => {
+    say("Confirm it's you: use one of your passkeys for this account.");
+    return true;
+  },
+});
 const ENTITLEMENT = 'premium';
 
 const $ = (id) => document.getElementById(id);

@@ -37,6 +37,8 @@ export * from './latchkey-core.js';
 
 /** Problem type for a passkey the service does not know (or no longer accepts). */
 export const UNKNOWN_CREDENTIAL = 'urn:latchkey:problem:unknown-credential';
+/** Problem type: the change needs a fresh passkey confirmation (step-up). */
+export const STEP_UP_REQUIRED = 'urn:latchkey:problem:step-up-required';
 const USE_DPOP_NONCE = 'urn:latchkey:problem:use-dpop-nonce';
 const CACHE_MARK = 'x-latchkey-cache'; // set by sw.js on responses served from its cache
 
@@ -77,6 +79,9 @@ export class LatchkeyError extends Error {
  * @property {string} [dbName] IndexedDB database name (default 'latchkey')
  * @property {typeof fetch} [fetch]
  * @property {number} [refreshAfter] seconds after which sync() replaces the license (default 3600)
+ * @property {() => boolean | Promise<boolean>} [onStepUp] called before the passkey prompt
+ *   when a change (adding or removing a passkey, signing out everywhere) needs a fresh
+ *   confirmation; return false to cancel the change
  *
  * @typedef {object} CheckResult
  * @property {boolean} ok
@@ -135,6 +140,24 @@ export function createLatchkey(options = {}) {
   let conditional = null;
 
   // ----------------------------------------------------------------------------- network
+
+  /**
+   * Runs a change that may need a fresh passkey confirmation: when the service asks for
+   * one, `options.onStepUp` is told first (return false to cancel), the user confirms
+   * with a passkey, and the change is tried once more.
+   */
+  async function withStepUp(change, { signal } = {}) {
+    try {
+      return await change();
+    } catch (e) {
+      if (!(e instanceof LatchkeyError && e.type === STEP_UP_REQUIRED)) throw e;
+      if (options.onStepUp && (await options.onStepUp()) === false) {
+        throw new LatchkeyError('Cancelled: nothing was changed.', { code: 'cancelled', status: e.status, type: e.type });
+      }
+      await api.stepUp({ signal });
+      return change();
+    }
+  }
 
   async function request(path, init = {}) {
     const url = path.startsWith('http') ? path : origin + base + path;
@@ -422,11 +445,25 @@ export function createLatchkey(options = {}) {
       }
     },
 
-    /** Ends every session of this user, then forgets the license here. */
+    /** Ends every session of this user (after a passkey confirmation if needed), then forgets the license here. */
     async signOutEverywhere() {
       abortAutofill();
-      await postJson('/api/logout/everywhere');
+      await withStepUp(() => postJson('/api/logout/everywhere'));
       await forgetCurrentLicense();
+    },
+
+    /**
+     * Confirms one of the signed-in user's passkeys (step-up). Adding or removing a passkey
+     * and signing out everywhere need a recent confirmation; the methods that make those
+     * changes ask for it by themselves.
+     */
+    async stepUp({ signal } = {}) {
+      abortAutofill();
+      const options = await postJson('/api/me/step-up/start', undefined, { signal });
+      const credential = await webauthn(() =>
+        navigator.credentials.get({ publicKey: requestOptions(options.publicKey), signal }),
+      );
+      return postJson('/api/me/step-up/finish', credentialToJson(credential), { signal });
     },
 
     /**
@@ -453,14 +490,16 @@ export function createLatchkey(options = {}) {
       return (await kv.get(['account'])).account ?? null;
     },
 
-    /** Adds another passkey to the signed-in user. */
+    /** Adds another passkey to the signed-in user (after a passkey confirmation if needed). */
     async addPasskey({ signal } = {}) {
       abortAutofill();
-      const options = await postJson('/api/me/passkeys/start', undefined, { signal });
-      const credential = await webauthn(() =>
-        navigator.credentials.create({ publicKey: creationOptions(options.publicKey), signal }),
-      );
-      return postJson('/api/me/passkeys/finish', credentialToJson(credential), { signal });
+      return withStepUp(async () => {
+        const options = await postJson('/api/me/passkeys/start', undefined, { signal });
+        const credential = await webauthn(() =>
+          navigator.credentials.create({ publicKey: creationOptions(options.publicKey), signal }),
+        );
+        return postJson('/api/me/passkeys/finish', credentialToJson(credential), { signal });
+      }, { signal });
     },
 
     /** @param {string} id @param {string} name */
@@ -474,10 +513,12 @@ export function createLatchkey(options = {}) {
       return res.json();
     },
 
-    /** @param {string} id */
+    /** Removes one of the user's passkeys (after a passkey confirmation if needed). @param {string} id */
     async removePasskey(id) {
-      const res = await request(`/api/me/passkeys/${encodeURIComponent(id)}`, { method: 'DELETE' });
-      if (!res.ok) throw await problemError(res);
+      await withStepUp(async () => {
+        const res = await request(`/api/me/passkeys/${encodeURIComponent(id)}`, { method: 'DELETE' });
+        if (!res.ok) throw await problemError(res);
+      });
     },
 
     /**

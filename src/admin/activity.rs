@@ -62,8 +62,6 @@ const CHARTED: &[(Event, usize)] = &[
     security(("session" = [])),
     responses(
         (status = 200, description = "Overview", body = Overview),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn overview(
@@ -156,8 +154,6 @@ pub(crate) struct AuditPage {
     responses(
         (status = 200, description = "A page of events", body = AuditPage),
         (status = 400, description = "Invalid query or cursor", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn audit(

@@ -7,20 +7,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::guard::Admin;
-use super::ops::{self, no_such_user, Actor};
+use super::ops::{self, no_such_user};
 use super::UserInfo;
 use crate::error::{AppError, Result};
-use crate::http::{AppJson, AppPath, ClientInfo, Time};
+use crate::http::{AppJson, AppPath, Time};
 use crate::state::AppState;
 use crate::store::users::Role;
-
-fn actor<'a>(state: &AppState, admin: &'a Admin, client: &'a ClientInfo) -> Actor<'a> {
-    Actor::Admin {
-        admin,
-        client,
-        reauth_secs: state.settings.admin_reauth_secs,
-    }
-}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -50,8 +42,6 @@ pub(crate) struct Granted {
     params(("id" = String, Path, description = "user id")),
     responses(
         (status = 201, description = "Granted", body = Granted),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid name or expiry", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -59,7 +49,6 @@ pub(crate) struct Granted {
 pub(crate) async fn grant(
     State(state): State<AppState>,
     admin: Admin,
-    client: ClientInfo,
     AppPath(id): AppPath<String>,
     AppJson(body): AppJson<Grant>,
 ) -> Result<(StatusCode, Json<Granted>)> {
@@ -72,14 +61,7 @@ pub(crate) async fn grant(
             )
         })?),
     };
-    ops::grant_entitlement(
-        &state.store,
-        &actor(&state, &admin, &client),
-        &id,
-        &body.name,
-        until,
-    )
-    .await?;
+    ops::grant_entitlement(&state.store, &admin.actor(), &id, &body.name, until).await?;
     Ok((
         StatusCode::CREATED,
         Json(Granted {
@@ -100,17 +82,15 @@ pub(crate) async fn grant(
     responses(
         (status = 204, description = "Removed"),
         (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user or entitlement", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn remove_entitlement(
     State(state): State<AppState>,
     admin: Admin,
-    client: ClientInfo,
     AppPath((id, name)): AppPath<(String, String)>,
 ) -> Result<StatusCode> {
-    ops::remove_entitlement(&state.store, &actor(&state, &admin, &client), &id, &name).await?;
+    ops::remove_entitlement(&state.store, &admin.actor(), &id, &name).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -133,7 +113,6 @@ pub(crate) struct RoleChange {
     responses(
         (status = 200, description = "The user", body = UserInfo),
         (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last admin", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -141,17 +120,10 @@ pub(crate) struct RoleChange {
 pub(crate) async fn change_role(
     State(state): State<AppState>,
     admin: Admin,
-    client: ClientInfo,
     AppPath(id): AppPath<String>,
     AppJson(body): AppJson<RoleChange>,
 ) -> Result<Json<UserInfo>> {
-    ops::set_role(
-        &state.store,
-        &actor(&state, &admin, &client),
-        &id,
-        body.role,
-    )
-    .await?;
+    ops::set_role(&state.store, &admin.actor(), &id, body.role).await?;
     let user = state
         .store
         .user_by_id(&id)
@@ -171,7 +143,6 @@ pub(crate) async fn change_role(
     responses(
         (status = 204, description = "Disabled"),
         (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last admin", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -179,10 +150,9 @@ pub(crate) async fn change_role(
 pub(crate) async fn disable(
     State(state): State<AppState>,
     admin: Admin,
-    client: ClientInfo,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    ops::set_disabled(&state.store, &actor(&state, &admin, &client), &id, true).await?;
+    ops::set_disabled(&state.store, &admin.actor(), &id, true).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -197,17 +167,14 @@ pub(crate) async fn disable(
     params(("id" = String, Path, description = "user id")),
     responses(
         (status = 204, description = "Enabled"),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn enable(
     State(state): State<AppState>,
     admin: Admin,
-    client: ClientInfo,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    ops::set_disabled(&state.store, &actor(&state, &admin, &client), &id, false).await?;
+    ops::set_disabled(&state.store, &admin.actor(), &id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,20 +3,23 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use super::ops::Actor;
 use crate::error::AppError;
 use crate::http::session::SignedIn;
+use crate::http::ClientInfo;
 use crate::state::AppState;
-use crate::store::now;
 use crate::store::users::{Role, User};
+use crate::store::{now, Store};
 
-/// Session key recording which sign-in already paid for a destructive action
-/// when every such action needs its own (`LATCHKEY_ADMIN_REAUTH_MINUTES=0`).
-const REAUTH_SPENT: &str = "reauth_spent_at";
-
-/// A signed-in, enabled admin; anyone else gets 403.
+/// A signed-in, enabled admin making a request; anyone else gets 403.
 pub struct Admin {
     pub user: User,
     pub signed_in: SignedIn,
+    pub client: ClientInfo,
+    /// `LATCHKEY_ADMIN_REAUTH_MINUTES` in seconds.
+    reauth_secs: i64,
+    /// `LATCHKEY_STEP_UP_MINUTES` in seconds.
+    step_up_secs: i64,
 }
 
 impl FromRequestParts<AppState> for Admin {
@@ -27,45 +30,59 @@ impl FromRequestParts<AppState> for Admin {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let signed_in = SignedIn::from_request_parts(parts, state).await?;
-        let user = state
-            .store
-            .user_by_id(&signed_in.user_id)
-            .await?
-            .filter(|u| u.disabled_at.is_none())
-            .ok_or_else(AppError::not_signed_in)?;
+        let user = signed_in.enabled_user(&state.store).await?;
+        let client = ClientInfo::from_request_parts(parts, state)
+            .await
+            .unwrap_or_default();
         if user.role != Role::Admin {
             return Err(AppError::forbidden(
                 "not-admin",
                 "This account is not an administrator.",
             ));
         }
-        Ok(Self { user, signed_in })
+        Ok(Self {
+            user,
+            signed_in,
+            client,
+            reauth_secs: state.settings.admin_reauth_secs,
+            step_up_secs: state.settings.step_up_secs,
+        })
     }
 }
 
 impl Admin {
-    /// Destructive actions need a recent passkey sign-in; otherwise a 401 whose
-    /// problem type tells the page to ask for the passkey again.
-    pub async fn require_recent_sign_in(&self, window: i64) -> Result<(), AppError> {
-        let at = self.signed_in.authenticated_at;
-        let again = || {
-            AppError::unauthorized(
-                "reauthentication-required",
-                "Confirm it's you: sign in with your passkey again, then retry.",
-            )
-        };
-        if window == 0 {
-            // Every destructive action spends one sign-in, which must be fresh.
-            let spent: Option<i64> = self.signed_in.session.get(REAUTH_SPENT).await?;
-            if spent == Some(at) || now() - at > 120 {
-                return Err(again());
-            }
-            self.signed_in.session.insert(REAUTH_SPENT, at).await?;
-            return Ok(());
-        }
-        if now() - at > window {
-            return Err(again());
-        }
-        Ok(())
+    /// This admin as the actor of an operation.
+    pub fn actor(&self) -> Actor<'_> {
+        Actor::Admin(self)
     }
+
+    /// Destructive actions need a recent passkey confirmation (a sign-in or a
+    /// step-up), otherwise a 401 whose problem type tells the page to ask for
+    /// the passkey again. A passkey added within the step-up window without a
+    /// step-up does not count: a session alone must not mint its own fresh
+    /// confirmations. Returns the confirmation the change must spend (window 0).
+    pub async fn confirmation(&self, store: &Store) -> Result<Option<String>, AppError> {
+        let now = now();
+        let spend = self
+            .signed_in
+            .confirmed_within(self.reauth_secs, now)
+            .map_err(|_| reauthentication_required())?;
+        let credential = store.credential(&self.signed_in.verified_with).await?;
+        let trusted = credential.is_some_and(|c| {
+            c.revoked_at.is_none()
+                && (c.added_with_step_up || now - c.created_at >= self.step_up_secs)
+        });
+        if !trusted {
+            return Err(reauthentication_required());
+        }
+        Ok(spend)
+    }
+}
+
+/// The 401 that asks an admin to confirm with a passkey and retry.
+pub fn reauthentication_required() -> AppError {
+    AppError::unauthorized(
+        "reauthentication-required",
+        "Confirm it's you: sign in with your passkey again, then retry.",
+    )
 }

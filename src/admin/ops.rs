@@ -4,37 +4,30 @@
 //! audit row in one transaction.
 
 use crate::error::{AppError, Result};
-use crate::http::ClientInfo;
 use crate::store::audit::{AuditEvent, Event};
 use crate::store::licenses::LicenseRow;
-use crate::store::revocations::{AccountChange, PasskeyRevocation, PasskeyRules};
+use crate::store::revocations::{AccountChange, PasskeyRevocation, PasskeyRules, Removal};
 use crate::store::users::Role;
 use crate::store::{now, Store};
 
-use super::guard::Admin;
+use super::guard::{reauthentication_required, Admin};
 
 /// Who is making a change.
 pub enum Actor<'a> {
     /// An operator on the host, through `latchkey admin …`.
     Cli,
     /// An admin through the API.
-    Admin {
-        admin: &'a Admin,
-        client: &'a ClientInfo,
-        /// `LATCHKEY_ADMIN_REAUTH_MINUTES` in seconds.
-        reauth_secs: i64,
-    },
+    Admin(&'a Admin),
 }
 
 impl Actor<'_> {
-    /// Destructive changes need a recent passkey sign-in when made through the
-    /// API; the command line runs with the host's own authority.
-    async fn confirm_destructive(&self) -> Result<()> {
+    /// Destructive changes need a recent passkey confirmation when made
+    /// through the API; the command line runs with the host's own authority.
+    /// Returns the confirmation the change must spend in its transaction.
+    async fn confirm_destructive(&self, store: &Store) -> Result<Option<String>> {
         match self {
-            Self::Cli => Ok(()),
-            Self::Admin {
-                admin, reauth_secs, ..
-            } => admin.require_recent_sign_in(*reauth_secs).await,
+            Self::Cli => Ok(None),
+            Self::Admin(admin) => admin.confirmation(store).await,
         }
     }
 
@@ -45,10 +38,10 @@ impl Actor<'_> {
                 client_addr: Some("cli"),
                 ..AuditEvent::new(event)
             },
-            Self::Admin { admin, client, .. } => AuditEvent {
+            Self::Admin(admin) => AuditEvent {
                 actor_user_id: Some(&admin.user.id),
-                client_addr: client.addr.as_deref(),
-                user_agent: client.user_agent.as_deref(),
+                client_addr: admin.client.addr.as_deref(),
+                user_agent: admin.client.user_agent.as_deref(),
                 ..AuditEvent::new(event)
             },
         }
@@ -133,40 +126,47 @@ pub async fn remove_entitlement(
     user_id: &str,
     name: &str,
 ) -> Result<()> {
-    actor.confirm_destructive().await?;
+    let spend = actor.confirm_destructive(store).await?;
     store.user_by_id(user_id).await?.ok_or_else(no_such_user)?;
     let audit = AuditEvent {
         target_user_id: Some(user_id),
         target: Some(name),
         ..actor.audit(Event::EntitlementRemoved)
     };
-    if !store
-        .remove_entitlement(user_id, name, &audit, now())
+    match store
+        .remove_entitlement(user_id, name, spend.as_deref(), &audit, now())
         .await?
     {
-        return Err(AppError::not_found(
+        Removal::Done(()) => {
+            crate::metrics::revocation("entitlement");
+            Ok(())
+        }
+        Removal::NotFound => Err(AppError::not_found(
             "no-such-entitlement",
             "This user does not have that entitlement.",
-        ));
+        )),
+        Removal::Unconfirmed => Err(reauthentication_required()),
     }
-    crate::metrics::revocation("entitlement");
-    Ok(())
 }
 
 /// Makes a user an admin or a plain user; the last enabled admin stays one.
 /// Returns whether anything changed.
 pub async fn set_role(store: &Store, actor: &Actor<'_>, user_id: &str, role: Role) -> Result<bool> {
-    actor.confirm_destructive().await?;
+    let spend = actor.confirm_destructive(store).await?;
     let audit = AuditEvent {
         target_user_id: Some(user_id),
         target: Some(role.as_str()),
         ..actor.audit(Event::UserRoleChanged)
     };
-    match store.set_role(user_id, role, &audit, now()).await? {
+    match store
+        .set_role(user_id, role, spend.as_deref(), &audit, now())
+        .await?
+    {
         AccountChange::Changed => Ok(true),
         AccountChange::Unchanged => Ok(false),
         AccountChange::NoSuchUser => Err(no_such_user()),
         AccountChange::LastAdmin => Err(last_admin("The last administrator cannot be demoted")),
+        AccountChange::Unconfirmed => Err(reauthentication_required()),
     }
 }
 
@@ -178,9 +178,11 @@ pub async fn set_disabled(
     user_id: &str,
     disabled: bool,
 ) -> Result<bool> {
-    if disabled {
-        actor.confirm_destructive().await?;
-    }
+    let spend = if disabled {
+        actor.confirm_destructive(store).await?
+    } else {
+        None
+    };
     let event = if disabled {
         Event::UserDisabled
     } else {
@@ -191,7 +193,7 @@ pub async fn set_disabled(
         ..actor.audit(event)
     };
     match store
-        .set_user_disabled(user_id, disabled, &audit, now())
+        .set_user_disabled(user_id, disabled, spend.as_deref(), &audit, now())
         .await?
     {
         AccountChange::Changed => {
@@ -203,6 +205,7 @@ pub async fn set_disabled(
         AccountChange::Unchanged => Ok(false),
         AccountChange::NoSuchUser => Err(no_such_user()),
         AccountChange::LastAdmin => Err(last_admin("The last administrator cannot be disabled")),
+        AccountChange::Unconfirmed => Err(reauthentication_required()),
     }
 }
 
@@ -212,7 +215,7 @@ pub async fn revoke_passkey(
     actor: &Actor<'_>,
     credential_id: &str,
 ) -> Result<String> {
-    actor.confirm_destructive().await?;
+    let spend = actor.confirm_destructive(store).await?;
     let audit = AuditEvent {
         target: Some(credential_id),
         ..actor.audit(Event::PasskeyRevoked)
@@ -226,6 +229,7 @@ pub async fn revoke_passkey(
             credential_id,
             "revoked by an administrator",
             rules,
+            spend.as_deref(),
             &audit,
             now(),
         )
@@ -242,22 +246,30 @@ pub async fn revoke_passkey(
         PasskeyRevocation::LastPasskey | PasskeyRevocation::LastAdmin => {
             Err(last_admin("This is the last administrator's last passkey"))
         }
+        PasskeyRevocation::Unconfirmed => Err(reauthentication_required()),
     }
 }
 
 /// Revokes a license and ends the session it was minted under.
 pub async fn revoke_license(store: &Store, actor: &Actor<'_>, jti: &str) -> Result<LicenseRow> {
-    actor.confirm_destructive().await?;
+    let spend = actor.confirm_destructive(store).await?;
     let audit = AuditEvent {
         target: Some(jti),
         ..actor.audit(Event::LicenseRevoked)
     };
-    let license = store
-        .revoke_license(jti, "revoked by an administrator", &audit, now())
+    let reason = "revoked by an administrator";
+    match store
+        .revoke_license(jti, reason, spend.as_deref(), &audit, now())
         .await?
-        .ok_or_else(|| {
-            AppError::not_found("no-such-license", "There is no license with this id.")
-        })?;
-    crate::metrics::revocation("license");
-    Ok(license)
+    {
+        Removal::Done(license) => {
+            crate::metrics::revocation("license");
+            Ok(license)
+        }
+        Removal::NotFound => Err(AppError::not_found(
+            "no-such-license",
+            "There is no license with this id.",
+        )),
+        Removal::Unconfirmed => Err(reauthentication_required()),
+    }
 }

@@ -4,9 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::guard::Admin;
-use super::ops::{self, Actor};
+use super::ops;
 use crate::error::Result;
-use crate::http::{AppPath, ClientInfo};
+use crate::http::AppPath;
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -20,7 +20,6 @@ use crate::state::AppState;
     responses(
         (status = 204, description = "Revoked"),
         (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such active passkey", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last admin's last passkey", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -28,15 +27,9 @@ use crate::state::AppState;
 pub(crate) async fn revoke_credential(
     State(state): State<AppState>,
     admin: Admin,
-    client: ClientInfo,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    let actor = Actor::Admin {
-        admin: &admin,
-        client: &client,
-        reauth_secs: state.settings.admin_reauth_secs,
-    };
-    ops::revoke_passkey(&state.store, &actor, &id).await?;
+    ops::revoke_passkey(&state.store, &admin.actor(), &id).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -52,22 +45,15 @@ pub(crate) async fn revoke_credential(
     responses(
         (status = 204, description = "Revoked"),
         (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such license", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn revoke_license(
     State(state): State<AppState>,
     admin: Admin,
-    client: ClientInfo,
     AppPath(jti): AppPath<String>,
 ) -> Result<StatusCode> {
-    let actor = Actor::Admin {
-        admin: &admin,
-        client: &client,
-        reauth_secs: state.settings.admin_reauth_secs,
-    };
-    ops::revoke_license(&state.store, &actor, &jti).await?;
+    ops::revoke_license(&state.store, &admin.actor(), &jti).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }

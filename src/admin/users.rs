@@ -52,8 +52,6 @@ pub(crate) struct UserPage {
     responses(
         (status = 200, description = "A page of users", body = UserPage),
         (status = 400, description = "Invalid query", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list_users(
@@ -62,7 +60,9 @@ pub(crate) async fn list_users(
     AppQuery(q): AppQuery<UserQuery>,
 ) -> Result<Json<UserPage>> {
     let limit = limit(q.limit)?;
-    let query = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let raw = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let key = raw.map(crate::usernames::lookup_key);
+    let query = raw.zip(key.as_deref()).map(|(raw, key)| (key, raw));
     let mut rows = state
         .store
         .search_users(query, q.cursor.as_deref(), limit + 1)
@@ -165,8 +165,6 @@ pub(crate) struct UserDetail {
     params(("id" = String, Path, description = "user id")),
     responses(
         (status = 200, description = "The user", body = UserDetail),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]

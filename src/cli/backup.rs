@@ -68,6 +68,9 @@ pub async fn restore(common: &Common, file: &Path, force: bool) -> anyhow::Resul
             kek_file(common).display()
         ),
     }
+    if let Some(dir) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::state::files::private_dir(dir)?;
+    }
     let _lock = lock_directory(&target)?;
     let companions = ["-wal", "-shm", "-journal"].map(|suffix| {
         let mut name = target.clone().into_os_string();

@@ -37,6 +37,7 @@ async fn open(common: &Common) -> anyhow::Result<Store> {
     common.validate().map_err(anyhow::Error::msg)?;
     let store = open_store(common, 2).await?;
     store.migrate().await?;
+    crate::state::migrate_usernames(&store).await?;
     Ok(store)
 }
 
@@ -64,7 +65,7 @@ async fn open_with_kek(common: &Common) -> anyhow::Result<(Store, Kek)> {
 /// A user by username or id.
 async fn find_user(store: &Store, user: &str) -> anyhow::Result<User> {
     store
-        .user_by_name_or_id(user)
+        .user_by_key_or_id(&crate::usernames::lookup_key(user), user)
         .await?
         .with_context(|| format!("no user with username or id {user:?}"))
 }

@@ -134,6 +134,9 @@ impl ServeArgs {
                 self.body_limit
             ));
         }
+        if self.max_connections == 0 {
+            return Err("LATCHKEY_MAX_CONNECTIONS must be at least 1".into());
+        }
         if self.db_max_connections == 0 {
             return Err("LATCHKEY_DB_MAX_CONNECTIONS must be at least 1".into());
         }

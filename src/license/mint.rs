@@ -40,7 +40,6 @@ pub(crate) struct License {
     responses(
         (status = 201, description = "The license (Cache-Control: no-store)", body = License),
         (status = 400, description = "`invalid-dpop-proof` or `use-dpop-nonce` (with a DPoP-Nonce header)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn mint(
@@ -58,12 +57,7 @@ pub(crate) async fn mint(
         At::TokenEndpoint,
     )?;
     let now = now();
-    let user = state
-        .store
-        .user_by_id(&signed_in.user_id)
-        .await?
-        .filter(|u| u.disabled_at.is_none())
-        .ok_or_else(AppError::not_signed_in)?;
+    let user = signed_in.enabled_user(&state.store).await?;
     let entitlements = state.store.current_entitlements(&user.id, now).await?;
     let credentials = state.store.active_credentials(&user.id).await?;
 

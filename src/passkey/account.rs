@@ -7,6 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::stepup::{require_step_up, step_up_required};
 use super::{clean_name, NameText};
 use crate::error::{AppError, Result};
 use crate::http::session::SignedIn;
@@ -84,16 +85,10 @@ fn no_such_passkey() -> AppError {
     security(("session" = [])),
     responses(
         (status = 200, description = "The user, entitlements and passkeys", body = Me),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn me(State(state): State<AppState>, signed_in: SignedIn) -> Result<Json<Me>> {
-    let user = state
-        .store
-        .user_by_id(&signed_in.user_id)
-        .await?
-        .filter(|u| u.disabled_at.is_none())
-        .ok_or_else(AppError::not_signed_in)?;
+    let user = signed_in.enabled_user(&state.store).await?;
     let entitlements = state
         .store
         .current_entitlements(&user.id, now())
@@ -133,7 +128,6 @@ pub(crate) async fn me(State(state): State<AppState>, signed_in: SignedIn) -> Re
     params(("id" = String, Path, description = "credential id (base64url)")),
     responses(
         (status = 200, description = "Renamed", body = PasskeyInfo),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such passkey of yours", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid name", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -165,12 +159,11 @@ pub(crate) async fn rename_passkey(
     path = "/api/me/passkeys/{id}",
     tag = "passkeys",
     operation_id = "remove_passkey",
-    summary = "Remove one of your passkeys (ends its sessions, revokes their licenses)",
+    summary = "Remove one of your passkeys (needs a step-up; ends its sessions, revokes their licenses)",
     security(("session" = [])),
     params(("id" = String, Path, description = "credential id (base64url)")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such passkey of yours", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Your last passkey", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -192,12 +185,21 @@ pub(crate) async fn remove_passkey(
         owner: Some(&signed_in.user_id),
         keep_one: true,
     };
+    let spend = require_step_up(&state, &signed_in)?;
     match state
         .store
-        .revoke_credential(&id, "removed by its owner", rules, &audit, now())
+        .revoke_credential(
+            &id,
+            "removed by its owner",
+            rules,
+            spend.as_deref(),
+            &audit,
+            now(),
+        )
         .await?
     {
         PasskeyRevocation::Revoked(_) => {}
+        PasskeyRevocation::Unconfirmed => return Err(step_up_required()),
         PasskeyRevocation::NotFound => return Err(no_such_passkey()),
         PasskeyRevocation::LastPasskey | PasskeyRevocation::LastAdmin => {
             return Err(AppError::conflict(
@@ -241,18 +243,22 @@ pub(crate) async fn logout(session: tower_sessions::Session) -> Result<Response>
     path = "/api/logout/everywhere",
     tag = "passkeys",
     operation_id = "logout_everywhere",
-    summary = "Sign out of every session",
+    summary = "Sign out of every session (needs a step-up)",
     security(("session" = [])),
     responses(
         (status = 204, description = "Every session ended"),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn logout_everywhere(
     State(state): State<AppState>,
     signed_in: SignedIn,
 ) -> Result<Response> {
-    state.store.end_user_sessions(&signed_in.user_id).await?;
+    let spend = require_step_up(&state, &signed_in)?;
+    state
+        .store
+        .end_user_sessions(&signed_in.user_id, spend.as_deref(), now())
+        .await?
+        .ok_or_else(step_up_required)?;
     signed_in.session.flush().await?;
     Ok(signed_out())
 }

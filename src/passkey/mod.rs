@@ -1,9 +1,11 @@
 //! Passkey accounts: registration, sign-in (also with autofill) and self-service.
 
 pub(crate) mod account;
+mod assertion;
 pub mod credential;
 pub(crate) mod login;
 pub(crate) mod register;
+pub mod stepup;
 
 use serde::{de::DeserializeOwned, Serialize};
 use tower_sessions::Session;
@@ -24,6 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(account::logout))
         .routes(routes!(account::logout_everywhere))
         .routes(routes!(account::me))
+        .routes(routes!(stepup::start))
+        .routes(routes!(stepup::finish))
         .routes(routes!(register::add_start))
         .routes(routes!(register::add_finish))
         .routes(routes!(account::rename_passkey, account::remove_passkey))

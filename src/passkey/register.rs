@@ -12,6 +12,7 @@ use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential, Uui
 use super::credential::{
     authenticator_info, credential_jwk, PasskeyOptions, RegistrationCredential,
 };
+use super::stepup::{require_step_up, step_up_required};
 use super::{begin_ceremony, ceremony_failed, clean_name, take_ceremony, NameText};
 use crate::error::{AppError, Result};
 use crate::http::session::{self, SignedIn};
@@ -20,6 +21,7 @@ use crate::state::AppState;
 use crate::store::audit::{AuditEvent, Event};
 use crate::store::credentials::{NewCredential, NewUser, RegisterError};
 use crate::store::now;
+use crate::usernames;
 use latchkey_core::jose::b64;
 
 const NEW_ACCOUNT: &str = "register";
@@ -53,6 +55,9 @@ struct Ceremony {
     user_id: String,
     username: String,
     display_name: String,
+    /// Adding a passkey: whether the session had confirmed a passkey (always, now).
+    #[serde(default)]
+    stepped_up: bool,
 }
 
 fn username_taken() -> AppError {
@@ -77,14 +82,18 @@ pub(crate) async fn start(
     session: Session,
     AppJson(request): AppJson<RegisterStart>,
 ) -> Result<Json<PasskeyOptions>> {
-    let username = clean_name("username", &request.username.0)?;
+    let name = usernames::parse(request.username.0.trim())
+        .map_err(|e| AppError::Unprocessable("invalid-name", e.to_string()))?;
     let display_name = match &request.display_name {
         Some(name) => clean_name("display name", &name.0)?,
-        None => username.clone(),
+        None => name.display.clone(),
     };
-    if state.store.user_by_username(&username).await?.is_some() {
+    if state.store.user_by_username_key(&name.key).await?.is_some()
+        || state.store.username_skeleton_taken(&name.skeleton).await?
+    {
         return Err(username_taken());
     }
+    let username = name.display;
     let user_id = Uuid::new_v4();
     let (options, registration) = state
         .webauthn
@@ -95,6 +104,7 @@ pub(crate) async fn start(
         user_id: user_id.to_string(),
         username,
         display_name,
+        stepped_up: false,
     };
     begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
     Ok(Json(
@@ -123,14 +133,26 @@ pub(crate) async fn finish(
     AppJson(credential): AppJson<RegistrationCredential>,
 ) -> Result<(StatusCode, Json<Registered>)> {
     let ceremony: Ceremony = take_ceremony(&state, &session, NEW_ACCOUNT).await?;
+    // Checked again: the rules may have changed since the ceremony started.
+    let name = usernames::parse(&ceremony.username)
+        .map_err(|e| AppError::Unprocessable("invalid-name", e.to_string()))?;
     let new_user = NewUser {
         id: &ceremony.user_id,
         username: &ceremony.username,
+        username_key: &name.key,
+        username_skeleton: &name.skeleton,
         display_name: &ceremony.display_name,
     };
     let credential = credential.into_webauthn()?;
-    let credential_id =
-        store_passkey(&state, &ceremony, Some(new_user), &credential, &client).await?;
+    let credential_id = store_passkey(
+        &state,
+        &ceremony,
+        Some(new_user),
+        &credential,
+        None,
+        &client,
+    )
+    .await?;
     session::start(&session, &ceremony.user_id, &credential_id, &client).await?;
     Ok((
         StatusCode::CREATED,
@@ -148,6 +170,7 @@ async fn store_passkey(
     ceremony: &Ceremony,
     new_user: Option<NewUser<'_>>,
     credential: &RegisterPublicKeyCredential,
+    spend: Option<&str>,
     client: &ClientInfo,
 ) -> Result<String> {
     let already = || AppError::conflict("credential-exists", "This passkey is already registered.");
@@ -188,6 +211,8 @@ async fn store_passkey(
         aaguid: &info.aaguid,
         backup_eligible: info.backup_eligible,
         backup_state: info.backup_state,
+        // The first passkey of a new account, or one added under a step-up.
+        added_with_step_up: new_user.is_some() || ceremony.stepped_up,
     };
     let is_new_user = new_user.is_some();
     let audit = AuditEvent {
@@ -204,12 +229,13 @@ async fn store_passkey(
     };
     match state
         .store
-        .register_credential(&ceremony.user_id, new_user, record, &audit, now())
+        .register_credential(&ceremony.user_id, new_user, record, spend, &audit, now())
         .await
     {
         Ok(()) => {}
         Err(RegisterError::UsernameTaken) => return Err(username_taken()),
         Err(RegisterError::CredentialExists) => return Err(already()),
+        Err(RegisterError::Unconfirmed) => return Err(step_up_required()),
         Err(RegisterError::Store(err)) => return Err(err.into()),
     }
     crate::metrics::ceremony(
@@ -228,22 +254,23 @@ async fn store_passkey(
     path = "/api/me/passkeys/start",
     tag = "passkeys",
     operation_id = "add_passkey_start",
-    summary = "Start adding a passkey to the signed-in account",
+    summary = "Start adding a passkey to the signed-in account (needs a step-up)",
     security(("session" = [])),
     responses(
         (status = 200, description = "Creation options", body = PasskeyOptions),
-        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn add_start(
     State(state): State<AppState>,
     signed_in: SignedIn,
 ) -> Result<Json<PasskeyOptions>> {
-    let user = state
-        .store
-        .user_by_id(&signed_in.user_id)
-        .await?
-        .ok_or_else(AppError::not_signed_in)?;
+    // Ask for the confirmation before the authenticator's prompt, not after it.
+    if let Some(confirmation) = require_step_up(&state, &signed_in)? {
+        if state.store.confirmation_spent(&confirmation).await? {
+            return Err(step_up_required());
+        }
+    }
+    let user = signed_in.enabled_user(&state.store).await?;
     let existing = state.store.active_credentials(&user.id).await?;
     let exclude = existing
         .iter()
@@ -259,6 +286,7 @@ pub(crate) async fn add_start(
         user_id: user.id.clone(),
         username: user.username.clone(),
         display_name: user.display_name.clone(),
+        stepped_up: true,
     };
     begin_ceremony(&state, &signed_in.session, ADD_PASSKEY, &ceremony).await?;
     Ok(Json(
@@ -271,7 +299,7 @@ pub(crate) async fn add_start(
     path = "/api/me/passkeys/finish",
     tag = "passkeys",
     operation_id = "add_passkey_finish",
-    summary = "Finish adding a passkey",
+    summary = "Finish adding a passkey (needs a step-up)",
     security(("session" = [])),
     request_body = RegistrationCredential,
     responses(
@@ -287,6 +315,7 @@ pub(crate) async fn add_finish(
     client: ClientInfo,
     AppJson(credential): AppJson<RegistrationCredential>,
 ) -> Result<(StatusCode, Json<PasskeyAdded>)> {
+    let spend = require_step_up(&state, &signed_in)?;
     let ceremony: Ceremony = take_ceremony(&state, &signed_in.session, ADD_PASSKEY).await?;
     if ceremony.user_id != signed_in.user_id {
         return Err(AppError::Unprocessable(
@@ -295,6 +324,14 @@ pub(crate) async fn add_finish(
         ));
     }
     let credential = credential.into_webauthn()?;
-    let credential_id = store_passkey(&state, &ceremony, None, &credential, &client).await?;
+    let credential_id = store_passkey(
+        &state,
+        &ceremony,
+        None,
+        &credential,
+        spend.as_deref(),
+        &client,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(PasskeyAdded { credential_id })))
 }

@@ -2,9 +2,11 @@
 //! it: opening the store, loading the key-encryption key and the signing keys.
 //! Imports no feature.
 
+pub mod files;
 pub mod keys;
 pub mod slots;
 pub mod status;
+pub mod throttle;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use crate::store::Store;
 use keys::{Kek, Keyring, SharedKeyring};
 use slots::SlotAllocator;
 use status::StatusLists;
+use throttle::AuditThrottle;
 
 /// Settings the handlers read, derived once from the configuration.
 #[derive(Debug, Clone)]
@@ -36,6 +39,8 @@ pub struct Settings {
     pub status_list_ttl_secs: i64,
     pub status_list_validity_secs: i64,
     pub admin_reauth_secs: i64,
+    /// `LATCHKEY_STEP_UP_MINUTES` in seconds.
+    pub step_up_secs: i64,
     pub session_ttl_secs: i64,
     pub https: bool,
     /// Take the client's address from the proxy's `X-Forwarded-For` hop.
@@ -73,6 +78,8 @@ pub struct AppState {
     pub pending_ceremonies: Arc<AtomicI64>,
     /// Status-list indexes this instance hands to new licenses.
     pub slots: Arc<SlotAllocator>,
+    /// How many failed sign-ins per address reach the audit log.
+    pub audit_throttle: Arc<AuditThrottle>,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -106,6 +113,10 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let kek = open_kek(common, &store, given).await?;
         store.migrate().await?;
+        migrate_usernames(&store).await?;
+        store
+            .set_audit_retention(secs(serve.audit_retention))
+            .await?;
         let origin = common.origin_str();
         let keyring = Keyring::load(&store, &kek, &origin, &common.audience()).await?;
         // `rp_id` is bound into every passkey: changing it orphans all of them.
@@ -130,6 +141,8 @@ impl AppState {
             status_list_ttl_secs: secs(serve.status_list_ttl).max(1),
             status_list_validity_secs: secs(serve.status_list_validity).max(60),
             admin_reauth_secs: i64::try_from(serve.admin_reauth_minutes.saturating_mul(60))
+                .unwrap_or(i64::MAX),
+            step_up_secs: i64::try_from(serve.step_up_minutes.saturating_mul(60))
                 .unwrap_or(i64::MAX),
             session_ttl_secs: secs(serve.session_ttl).max(60),
             https: common.is_https(),
@@ -159,6 +172,7 @@ impl AppState {
             rate_limiter,
             pending_ceremonies,
             slots: Arc::default(),
+            audit_throttle: Arc::default(),
         })
     }
 
@@ -182,6 +196,25 @@ impl AppState {
         Ok(())
     }
 
+    /// Records, once per address, the failed sign-ins that were only counted
+    /// (see [`throttle`]).
+    pub async fn record_counted_failures(&self) {
+        use crate::store::audit::{AuditEvent, Event};
+        for (addr, n) in self.audit_throttle.drain() {
+            let detail = format!(
+                "{n} more failures from this address were counted, not recorded one by one"
+            );
+            let event = AuditEvent {
+                client_addr: Some(&addr),
+                detail: Some(&detail),
+                ..AuditEvent::new(Event::SigninFailure)
+            };
+            if let Err(err) = self.store.audit(&event, crate::store::now()).await {
+                tracing::warn!(error = %err, "could not record counted sign-in failures");
+            }
+        }
+    }
+
     /// Background upkeep: notice changes made by other instances, delete what expired.
     pub fn spawn_upkeep(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let state = self.clone();
@@ -202,6 +235,16 @@ impl AppState {
                         Err(err) => tracing::warn!(error = %err, "could not delete expired rows"),
                     }
                 }
+                if rounds % 720 == 1 {
+                    match state.store.prune_audit(crate::store::now()).await {
+                        Ok(n) if n > 0 => {
+                            tracing::info!(deleted = n, "audit rows past their retention deleted")
+                        }
+                        Ok(_) => {}
+                        Err(err) => tracing::warn!(error = %err, "could not prune the audit log"),
+                    }
+                }
+                state.record_counted_failures().await;
                 if let Ok(n) = state.store.pending_ceremonies().await {
                     state.pending_ceremonies.store(n, Ordering::Relaxed);
                 }
@@ -210,16 +253,40 @@ impl AppState {
     }
 }
 
-/// Creates the data directory (for the default SQLite file) and connects.
+/// Gives users made before usernames were PRECIS identifiers their key and
+/// confusable skeleton, then makes skeletons unique. A legacy name that no
+/// longer parses keeps its old key; one whose new key or skeleton collides with
+/// another user's gets a skeleton of its own (marked with its id) and a warning,
+/// so no account is lost and an admin can rename one of the two.
+pub async fn migrate_usernames(store: &Store) -> anyhow::Result<()> {
+    for (id, username, old_key) in store.users_without_skeleton().await? {
+        let (key, skeleton) = match crate::usernames::parse(&username) {
+            Ok(name) => (name.key, name.skeleton),
+            Err(_) => {
+                let skeleton = unicode_security::confusable_detection::skeleton(&old_key).collect();
+                (old_key.clone(), skeleton)
+            }
+        };
+        if !store.set_username_identity(&id, &key, &skeleton).await? {
+            tracing::warn!(user_id = %id, "this user's name matches or looks like another's; it keeps its old key");
+            store
+                .set_username_identity(&id, &old_key, &format!("{skeleton}#{id}"))
+                .await?;
+        }
+    }
+    store.require_unique_skeletons().await?;
+    Ok(())
+}
+
+/// Creates the data directory (for the default SQLite file) and the SQLite
+/// file itself as private files, then connects.
 pub async fn open_store(common: &Common, max_connections: u32) -> anyhow::Result<Store> {
     let url = common.database_url();
     if common.database_url.is_none() {
-        std::fs::create_dir_all(&common.data_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "LATCHKEY_DATA_DIR: cannot create {}: {e}",
-                common.data_dir.display()
-            )
-        })?;
+        files::private_dir(&common.data_dir)?;
+    }
+    if let Some(path) = files::sqlite_path(&url) {
+        files::private_file(&path)?;
     }
     Store::connect(&url, max_connections).await
 }

@@ -44,6 +44,8 @@ events! {
     SigninFailure = "signin.failure",
     /// A non-zero signature counter that did not increase: a possible clone.
     SigninCounterRegression = "signin.counter_regression",
+    /// A signed-in user confirmed a passkey again (step-up).
+    StepUp = "signin.step_up",
     LicenseMinted = "license.minted",
     LicenseRevoked = "license.revoked",
     EntitlementGranted = "entitlement.granted",
@@ -97,6 +99,18 @@ pub struct AuditRow {
     pub detail: Option<String>,
 }
 
+/// The longest text an audit row keeps in each of its text fields; longer
+/// values (most of them sent by clients) are cut at a character boundary.
+pub const MAX_TEXT_CHARS: usize = 256;
+
+/// `text` cut to [`MAX_TEXT_CHARS`] characters.
+pub fn clip(text: Option<&str>) -> Option<&str> {
+    text.map(|t| match t.char_indices().nth(MAX_TEXT_CHARS) {
+        Some((end, _)) => &t[..end],
+        None => t,
+    })
+}
+
 /// The insert query for one event, bound and ready to run on any executor.
 macro_rules! insert_event {
     ($e:expr, $now:expr) => {
@@ -106,12 +120,12 @@ macro_rules! insert_event {
         )
         .bind($now)
         .bind($e.event.as_str())
-        .bind($e.actor_user_id)
-        .bind($e.target_user_id)
-        .bind($e.target)
-        .bind($e.client_addr)
-        .bind($e.user_agent)
-        .bind($e.detail)
+        .bind($crate::store::audit::clip($e.actor_user_id))
+        .bind($crate::store::audit::clip($e.target_user_id))
+        .bind($crate::store::audit::clip($e.target))
+        .bind($crate::store::audit::clip($e.client_addr))
+        .bind($crate::store::audit::clip($e.user_agent))
+        .bind($crate::store::audit::clip($e.detail))
     };
 }
 pub(crate) use insert_event;
@@ -121,6 +135,29 @@ impl Store {
     pub async fn audit(&self, e: &AuditEvent<'_>, now: i64) -> Result<()> {
         dispatch!(self.writer(), p => insert_event!(e, now).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
+    }
+
+    /// Sets how long rows are kept (at least 30 days; the database refuses less).
+    pub async fn set_audit_retention(&self, secs: i64) -> Result<()> {
+        let sql = "UPDATE audit_policy SET retention_secs = $1 WHERE id = 1";
+        dispatch!(self.writer(), p => sqlx::query(sql).bind(secs).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Deletes rows older than the retention, a batch at a time; younger rows
+    /// stay append-only (the database refuses to delete them).
+    pub async fn prune_audit(&self, now: i64) -> Result<u64> {
+        // A minute of margin: the database's clock decides what it lets go.
+        let sql = "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at <= $1 - 60 \
+                   - (SELECT retention_secs FROM audit_policy WHERE id = 1) ORDER BY id LIMIT 10000)";
+        let mut total = 0;
+        loop {
+            let n = dispatch!(self.writer(), p => sqlx::query(sql).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+            total += n;
+            if n < 10_000 {
+                return Ok(total);
+            }
+        }
     }
 
     /// Newest first; `before` is the cursor (an id from the previous page).

@@ -17,6 +17,8 @@ pub struct Credential {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// Added while the session had just proved a passkey, or the account's first.
+    pub added_with_step_up: bool,
 }
 
 /// A credential ready to be stored.
@@ -29,12 +31,16 @@ pub struct NewCredential<'a> {
     pub aaguid: &'a str,
     pub backup_eligible: bool,
     pub backup_state: bool,
+    pub added_with_step_up: bool,
 }
 
 /// A user created together with their first passkey.
 pub struct NewUser<'a> {
     pub id: &'a str,
+    /// As shown.
     pub username: &'a str,
+    pub username_key: &'a str,
+    pub username_skeleton: &'a str,
     pub display_name: &'a str,
 }
 
@@ -43,6 +49,8 @@ pub struct NewUser<'a> {
 pub enum RegisterError {
     UsernameTaken,
     CredentialExists,
+    /// The passkey confirmation it was started under was already spent.
+    Unconfirmed,
     Store(Error),
 }
 
@@ -53,7 +61,7 @@ impl From<sqlx::Error> for RegisterError {
 }
 
 const COLUMNS: &str = "id, user_id, name, passkey, public_jwk, counter, aaguid, backup_eligible, \
-                       backup_state, created_at, last_used_at, revoked_at";
+                       backup_state, created_at, last_used_at, revoked_at, added_with_step_up";
 
 /// How a sign-in's counter compared with the stored one.
 #[derive(Debug, PartialEq, Eq)]
@@ -73,22 +81,28 @@ impl Store {
         user_id: &str,
         new_user: Option<NewUser<'_>>,
         cred: NewCredential<'_>,
+        spend: Option<&str>,
         audit: &AuditEvent<'_>,
         now: i64,
     ) -> Result<(), RegisterError> {
+        // Either uniqueness rule (the key, the skeleton) makes it a taken name.
         let user_sql =
-            "INSERT INTO users (id, username, username_key, display_name, role, created_at) \
-                        VALUES ($1, $2, $3, $4, 'user', $5) ON CONFLICT (username_key) DO NOTHING";
+            "INSERT INTO users (id, username, username_key, username_skeleton, display_name, role, created_at) \
+                        VALUES ($1, $2, $3, $4, $5, 'user', $6) ON CONFLICT DO NOTHING";
         let cred_sql = format!(
-            "INSERT INTO credentials ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL) \
+            "INSERT INTO credentials ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, $11) \
              ON CONFLICT (id) DO NOTHING"
         );
         transaction!(self, tx => {
+            if !super::spend_confirmation!(tx, spend, now) {
+                return Err(RegisterError::Unconfirmed);
+            }
             if let Some(user) = &new_user {
                 let inserted = sqlx::query(user_sql)
                     .bind(user.id)
                     .bind(user.username)
-                    .bind(super::users::username_key(user.username))
+                    .bind(user.username_key)
+                    .bind(user.username_skeleton)
                     .bind(user.display_name)
                     .bind(now)
                     .execute(&mut *tx)
@@ -109,6 +123,7 @@ impl Store {
                 .bind(cred.backup_eligible)
                 .bind(cred.backup_state)
                 .bind(now)
+                .bind(cred.added_with_step_up)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| if is_unique_violation(&e) { RegisterError::CredentialExists } else { e.into() })?

@@ -191,6 +191,7 @@ impl Store {
             "DELETE FROM sessions WHERE expires_at <= $1",
             "DELETE FROM ceremonies WHERE expires_at <= $1",
             "DELETE FROM dpop_proofs WHERE expires_at <= $1",
+            "DELETE FROM spent_confirmations WHERE expires_at <= $1",
         ] {
             let done = dispatch!(self.writer(), p => sqlx::query(sql).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
             deleted += done;
@@ -240,6 +241,29 @@ macro_rules! lock_invariants {
     };
 }
 pub(crate) use lock_invariants;
+
+/// Spends a single-use passkey confirmation (`Option<&str>`) inside the
+/// transaction `$tx`: true when it was fresh (or none is needed), false when a
+/// change already spent it. Must run in the same transaction as the change.
+macro_rules! spend_confirmation {
+    ($tx:ident, $id:expr, $now:expr) => {
+        match $id {
+            None => true,
+            Some(id) => {
+                sqlx::query(
+                    "INSERT INTO spent_confirmations (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(id)
+                .bind($now + 86_400)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected()
+                    == 1
+            }
+        }
+    };
+}
+pub(crate) use spend_confirmation;
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {

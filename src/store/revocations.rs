@@ -8,7 +8,7 @@
 use super::audit::{insert_event, AuditEvent};
 use super::licenses::LicenseRow;
 use super::users::Role;
-use super::{lock_invariants, transaction, Result, Store};
+use super::{lock_invariants, spend_confirmation, transaction, Result, Store};
 
 const BUMP_LISTS: &str = "UPDATE status_lists SET version = version + 1";
 
@@ -35,6 +35,8 @@ pub enum PasskeyRevocation {
     LastPasskey,
     /// The only enabled admin's last passkey.
     LastAdmin,
+    /// The passkey confirmation it needed was already spent.
+    Unconfirmed,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -44,6 +46,17 @@ pub enum AccountChange {
     NoSuchUser,
     /// It would leave no enabled admin.
     LastAdmin,
+    /// The passkey confirmation it needed was already spent.
+    Unconfirmed,
+}
+
+/// The outcome of revoking a license or removing an entitlement.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal<T> {
+    Done(T),
+    NotFound,
+    /// The passkey confirmation it needed was already spent.
+    Unconfirmed,
 }
 
 /// The license-revocation condition for "carries the entitlement `$2`", exact
@@ -63,16 +76,23 @@ impl Store {
         &self,
         jti: &str,
         reason: &str,
+        spend: Option<&str>,
         audit: &AuditEvent<'_>,
         now: i64,
-    ) -> Result<Option<LicenseRow>> {
+    ) -> Result<Removal<LicenseRow>> {
         let select = format!(
             "SELECT {} FROM licenses WHERE jti = $1",
             super::licenses::COLUMNS
         );
         let found = transaction!(self, tx => {
             let row: Option<LicenseRow> = sqlx::query_as(&select).bind(jti).fetch_optional(&mut *tx).await?;
-            if let Some(row) = &row {
+            let Some(row) = row else {
+                return Ok(Removal::NotFound);
+            };
+            if !spend_confirmation!(tx, spend, now) {
+                return Ok(Removal::Unconfirmed);
+            }
+            {
                 sqlx::query("UPDATE licenses SET revoked_at = $2, revoked_reason = $3 WHERE jti = $1 AND revoked_at IS NULL")
                     .bind(jti).bind(now).bind(reason).execute(&mut *tx).await?;
                 if let Some(login) = &row.login_id {
@@ -83,7 +103,7 @@ impl Store {
                 let event = AuditEvent { target_user_id: Some(&row.user_id), ..audit.clone() };
                 insert_event!(event, now).execute(&mut *tx).await?;
             }
-            row
+            Removal::Done(row)
         });
         Ok(found)
     }
@@ -97,6 +117,7 @@ impl Store {
         id: &str,
         reason: &str,
         rules: PasskeyRules<'_>,
+        spend: Option<&str>,
         audit: &AuditEvent<'_>,
         now: i64,
     ) -> Result<PasskeyRevocation> {
@@ -121,6 +142,9 @@ impl Store {
                     return Ok(PasskeyRevocation::LastAdmin);
                 }
             }
+            if !spend_confirmation!(tx, spend, now) {
+                return Ok(PasskeyRevocation::Unconfirmed);
+            }
             sqlx::query("UPDATE credentials SET revoked_at = $2, revoked_reason = $3 WHERE id = $1")
                 .bind(id).bind(now).bind(reason).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM sessions WHERE credential_id = $1").bind(id).execute(&mut *tx).await?;
@@ -134,15 +158,16 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Removes an entitlement and revokes the user's licenses that carry it.
-    /// False, and nothing changed, when the user does not have it.
+    /// Removes an entitlement and revokes the user's licenses that carry it;
+    /// nothing changes when the user does not have it.
     pub async fn remove_entitlement(
         &self,
         user_id: &str,
         name: &str,
+        spend: Option<&str>,
         audit: &AuditEvent<'_>,
         now: i64,
-    ) -> Result<bool> {
+    ) -> Result<Removal<()>> {
         let revoke = format!(
             "UPDATE licenses SET revoked_at = $3, revoked_reason = 'entitlement removed' \
              WHERE user_id = $1 AND revoked_at IS NULL AND {}",
@@ -151,12 +176,16 @@ impl Store {
         let removed = transaction!(self, tx => {
             let n = sqlx::query("DELETE FROM entitlements WHERE user_id = $1 AND name = $2")
                 .bind(user_id).bind(name).execute(&mut *tx).await?.rows_affected();
-            if n == 1 {
-                sqlx::query(&revoke).bind(user_id).bind(name).bind(now).execute(&mut *tx).await?;
-                sqlx::query(BUMP_LISTS).execute(&mut *tx).await?;
-                insert_event!(audit, now).execute(&mut *tx).await?;
+            if n == 0 {
+                return Ok(Removal::NotFound);
             }
-            n == 1
+            if !spend_confirmation!(tx, spend, now) {
+                return Ok(Removal::Unconfirmed);
+            }
+            sqlx::query(&revoke).bind(user_id).bind(name).bind(now).execute(&mut *tx).await?;
+            sqlx::query(BUMP_LISTS).execute(&mut *tx).await?;
+            insert_event!(audit, now).execute(&mut *tx).await?;
+            Removal::Done(())
         });
         Ok(removed)
     }
@@ -167,6 +196,7 @@ impl Store {
         &self,
         user_id: &str,
         disabled: bool,
+        spend: Option<&str>,
         audit: &AuditEvent<'_>,
         now: i64,
     ) -> Result<AccountChange> {
@@ -187,6 +217,9 @@ impl Store {
                         return Ok(AccountChange::LastAdmin);
                     }
                 }
+                if !spend_confirmation!(tx, spend, now) {
+                    return Ok(AccountChange::Unconfirmed);
+                }
                 sqlx::query("UPDATE users SET disabled_at = $2 WHERE id = $1").bind(user_id).bind(now).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
                 sqlx::query("UPDATE licenses SET revoked_at = $2, revoked_reason = 'user disabled' WHERE user_id = $1 AND revoked_at IS NULL")
@@ -206,6 +239,7 @@ impl Store {
         &self,
         user_id: &str,
         role: Role,
+        spend: Option<&str>,
         audit: &AuditEvent<'_>,
         now: i64,
     ) -> Result<AccountChange> {
@@ -224,6 +258,9 @@ impl Store {
                 if other_admins == 0 {
                     return Ok(AccountChange::LastAdmin);
                 }
+            }
+            if !spend_confirmation!(tx, spend, now) {
+                return Ok(AccountChange::Unconfirmed);
             }
             sqlx::query("UPDATE users SET role = $2 WHERE id = $1").bind(user_id).bind(role.as_str()).execute(&mut *tx).await?;
             insert_event!(audit, now).execute(&mut *tx).await?;

@@ -11,7 +11,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error as StoreError, Result as StoreResult};
 use tower_sessions::SessionStore;
 
-use super::{dispatch, Result, Store};
+use super::{dispatch, transaction, Result, Store};
 
 /// Session data keys that are mirrored into columns.
 pub const USER_ID: &str = "user_id";
@@ -165,11 +165,30 @@ impl SessionStore for SessionDb {
 }
 
 impl Store {
-    /// Ends every session of a user (sign out everywhere, disabling a user).
-    pub async fn end_user_sessions(&self, user_id: &str) -> Result<u64> {
-        let done = dispatch!(self.writer(), p => sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user_id).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(done)
+    /// Ends every session of a user (sign out everywhere), spending the
+    /// passkey confirmation it needs in the same transaction; `None` when that
+    /// confirmation was already spent.
+    pub async fn end_user_sessions(
+        &self,
+        user_id: &str,
+        spend: Option<&str>,
+        now: i64,
+    ) -> Result<Option<u64>> {
+        let ended = transaction!(self, tx => {
+            if !super::spend_confirmation!(tx, spend, now) {
+                return Ok(None);
+            }
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?.rows_affected()
+        });
+        Ok(Some(ended))
+    }
+
+    /// Whether a passkey confirmation was already spent by a change.
+    pub async fn confirmation_spent(&self, id: &str) -> Result<bool> {
+        let sql = "SELECT COUNT(*) FROM spent_confirmations WHERE id = $1";
+        let n: i64 =
+            dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(id).fetch_one(p).await)?;
+        Ok(n > 0)
     }
 
     pub async fn open_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionInfo>> {

@@ -72,11 +72,6 @@ impl TryFrom<UserRow> for User {
     }
 }
 
-/// The key under which usernames are unique: case-insensitive.
-pub fn username_key(username: &str) -> String {
-    username.to_lowercase()
-}
-
 pub(super) const COLUMNS: &str = "id, username, display_name, role, disabled_at, created_at";
 
 impl Store {
@@ -87,19 +82,52 @@ impl Store {
         row.map(User::try_from).transpose()
     }
 
-    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
+    /// The user whose username has this key (see `crate::usernames`).
+    pub async fn user_by_username_key(&self, key: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE username_key = $1");
-        let key = username_key(username);
         let row: Option<UserRow> =
-            dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(&key).fetch_optional(p).await)?;
+            dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(key).fetch_optional(p).await)?;
         row.map(User::try_from).transpose()
     }
 
-    /// Finds a user by username or by id (the CLI accepts either).
-    pub async fn user_by_name_or_id(&self, user: &str) -> Result<Option<User>> {
-        match self.user_by_username(user).await? {
+    /// Whether some user's username has this confusable skeleton.
+    pub async fn username_skeleton_taken(&self, skeleton: &str) -> Result<bool> {
+        let sql = "SELECT COUNT(*) FROM users WHERE username_skeleton = $1";
+        let n: i64 = dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(skeleton).fetch_one(p).await)?;
+        Ok(n > 0)
+    }
+
+    /// Finds a user by username key or by id (the CLI accepts either).
+    pub async fn user_by_key_or_id(&self, key: &str, id: &str) -> Result<Option<User>> {
+        match self.user_by_username_key(key).await? {
             Some(found) => Ok(Some(found)),
-            None => self.user_by_id(user).await,
+            None => self.user_by_id(id).await,
         }
+    }
+
+    /// Users made before usernames had skeletons: `(id, username, username_key)`.
+    pub async fn users_without_skeleton(&self) -> Result<Vec<(String, String, String)>> {
+        let sql = "SELECT id, username, username_key FROM users WHERE username_skeleton IS NULL \
+                   ORDER BY created_at, id";
+        Ok(dispatch!(self.reader(), p => sqlx::query_as(sql).fetch_all(p).await)?)
+    }
+
+    /// Gives an existing user their normalised key and skeleton. False, and
+    /// nothing changed, when another user already has that key or skeleton.
+    pub async fn set_username_identity(&self, id: &str, key: &str, skeleton: &str) -> Result<bool> {
+        let sql = "UPDATE users SET username_key = $2, username_skeleton = $3 WHERE id = $1 \
+                   AND NOT EXISTS (SELECT 1 FROM users o WHERE o.id <> $1 \
+                   AND (o.username_key = $2 OR o.username_skeleton = $3))";
+        let n = dispatch!(self.writer(), p => sqlx::query(sql).bind(id).bind(key).bind(skeleton)
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Makes skeletons unique once every user has one (idempotent).
+    pub async fn require_unique_skeletons(&self) -> Result<()> {
+        let sql =
+            "CREATE UNIQUE INDEX IF NOT EXISTS users_username_skeleton ON users(username_skeleton)";
+        dispatch!(self.writer(), p => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
     }
 }

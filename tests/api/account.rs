@@ -2,7 +2,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::authenticator::{SoftAuthenticator, Tweaks};
-use crate::helpers::{new_client, ORIGIN};
+use crate::helpers::{new_client, TestApp, ORIGIN};
 use crate::on_both_databases;
 
 on_both_databases! {
@@ -88,4 +88,14 @@ on_both_databases! {
         assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
         assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
     }
+}
+
+/// Ages the sign-in (and the passkey confirmation it is) of the session
+/// signed in at `at` by `secs` seconds, as if that much time had passed.
+pub async fn age_session(app: &TestApp, at: i64, secs: i64) {
+    let old = at - secs;
+    let sql = format!(
+        "UPDATE sessions SET authenticated_at = {old}, data = REPLACE(REPLACE(data, '\"authenticated_at\":{at}', '\"authenticated_at\":{old}'), '\"verified_at\":{at}', '\"verified_at\":{old}') WHERE authenticated_at = {at}"
+    );
+    crate::status::execute(app, &sql).await;
 }

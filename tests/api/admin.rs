@@ -217,8 +217,7 @@ on_both_databases! {
         let m = member(&app, "hana").await;
         // Age the admin's sign-in by an hour (beyond the default 10 minutes).
         let at = app.scalar("SELECT authenticated_at FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = 'root')").await;
-        let sql = format!("UPDATE sessions SET data = REPLACE(data, '\"authenticated_at\":{at}', '\"authenticated_at\":{}') WHERE authenticated_at = {at}", at - 3600);
-        crate::status::execute(&app, &sql).await;
+        crate::account::age_session(&app, at, 3600).await;
         let path = format!("/api/admin/licenses/{}/revoke", jti(&m.license));
         let stale = act(&app, Method::POST, &path, None).await;
         assert_eq!(stale.status, StatusCode::UNAUTHORIZED);

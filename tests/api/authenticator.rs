@@ -68,6 +68,10 @@ pub struct Tweaks {
     pub corrupt_signature: bool,
     /// get(): leave response.userHandle null.
     pub omit_user_handle: bool,
+    /// clientDataJSON.crossOrigin true: the ceremony ran in a cross-origin frame.
+    pub cross_origin: bool,
+    /// clientDataJSON.topOrigin: the origin of the page that framed it.
+    pub top_origin: Option<String>,
 }
 
 impl SoftCredential {
@@ -366,8 +370,14 @@ fn client_data_json(tweaks: &Tweaks, ceremony: &str, challenge: &str, origin: &s
     let ceremony = quote(tweaks.ceremony_type.as_deref().unwrap_or(ceremony));
     let origin = quote(tweaks.origin.as_deref().unwrap_or(origin));
     let challenge = quote(challenge);
+    let cross = tweaks.cross_origin;
+    let top = tweaks
+        .top_origin
+        .as_deref()
+        .map(|t| format!(r#","topOrigin":{}"#, quote(t)))
+        .unwrap_or_default();
     format!(
-        r#"{{"type":{ceremony},"challenge":{challenge},"origin":{origin},"crossOrigin":false}}"#
+        r#"{{"type":{ceremony},"challenge":{challenge},"origin":{origin},"crossOrigin":{cross}{top}}}"#
     )
     .into_bytes()
 }

@@ -44,6 +44,26 @@ macro_rules! on_both_databases {
     )*};
 }
 
+/// Like `on_both_databases!`, with extra `serve` settings for every test.
+#[macro_export]
+macro_rules! on_both_databases_with {
+    ($args:expr; $(async fn $name:ident($app:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($app: $crate::helpers::TestApp) $body
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run($crate::helpers::spawn_app_with($crate::helpers::Db::Sqlite, $args).await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run($crate::helpers::spawn_app_with($crate::helpers::Db::Postgres, $args).await).await
+            }
+        }
+    )*};
+}
+
 /// A response: status, headers and the body as JSON (Null when empty or not JSON).
 #[derive(Debug)]
 pub struct Reply {
@@ -167,9 +187,14 @@ pub async fn spawn_app_at(
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, router, async {
-        let _ = rx.await;
-    }));
+    tokio::spawn(serve(
+        listener,
+        router,
+        serve_args.connection_limits(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     TestApp {
         addr,
         base: serve_args.base_path.clone(),
@@ -324,6 +349,54 @@ impl TestApp {
             Some(&account.username.clone()),
             &mut account.authenticator,
             &Tweaks::default(),
+        )
+        .await
+    }
+
+    /// Confirms a passkey in `client`'s session (step-up) with `authenticator`.
+    pub async fn step_up(
+        &self,
+        client: &reqwest::Client,
+        authenticator: &mut SoftAuthenticator,
+    ) -> Reply {
+        let options = self
+            .send(client, Method::POST, "/api/me/step-up/start", None, &[])
+            .await;
+        assert_eq!(options.status, StatusCode::OK, "{}", options.text);
+        let assertion = authenticator
+            .get(&options.body, ORIGIN, &Tweaks::default())
+            .expect("get");
+        self.send(
+            client,
+            Method::POST,
+            "/api/me/step-up/finish",
+            Some(&assertion),
+            &[],
+        )
+        .await
+    }
+
+    /// Adds a passkey held by `authenticator` to `client`'s user; the reply of the finish.
+    pub async fn add_passkey(
+        &self,
+        client: &reqwest::Client,
+        authenticator: &mut SoftAuthenticator,
+    ) -> Reply {
+        let options = self
+            .send(client, Method::POST, "/api/me/passkeys/start", None, &[])
+            .await;
+        if options.status != StatusCode::OK {
+            return options;
+        }
+        let credential = authenticator
+            .create(&options.body, ORIGIN, &Tweaks::default())
+            .expect("create");
+        self.send(
+            client,
+            Method::POST,
+            "/api/me/passkeys/finish",
+            Some(&credential),
+            &[],
         )
         .await
     }

@@ -210,6 +210,7 @@ async fn https_origins_get_hsts_and_a_host_prefixed_secure_cookie() {
     tokio::spawn(latchkey::app::serve(
         listener,
         router,
+        args.connection_limits(),
         std::future::pending(),
     ));
     let reply = reqwest::Client::new()
@@ -303,4 +304,41 @@ fn the_migrate_command_only_migrates() {
         Tweaks::default(),
         ORIGIN,
     );
+}
+
+/// A request that takes longer than LATCHKEY_REQUEST_TIMEOUT (here: its body
+/// never finishes arriving) is answered 503 with a problem, and the service
+/// goes on answering others.
+#[tokio::test]
+async fn a_request_over_the_time_limit_gets_a_503_problem() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(Db::Sqlite, &["--request-timeout", "300ms"]).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /api/login/start HTTP/1.1\r\nHost: localhost\r\nOrigin: {ORIGIN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"user"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let mut read = 0;
+    while !String::from_utf8_lossy(&answer[..read]).contains('}') {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer[read..])).await
+        {
+            Ok(Ok(n)) if n > 0 => read += n,
+            other => panic!("no answer: {other:?}"),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(
+        answer.contains("urn:latchkey:problem:unavailable"),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "not before the limit"
+    );
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
 }

@@ -3,12 +3,11 @@
 // status list. Also: non-admins are turned away, a stale sign-in is re-confirmed with a passkey,
 // and the page works under a strict CSP at phone width with every control named.
 
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { inflateSync } from 'node:zlib';
 import * as h from './harness.mjs';
 
-const skip = h.missingPrerequisite();
 
 // The service's metrics listener has a fixed default port; two servers at once would collide.
 const QUIET = { LATCHKEY_METRICS_LISTEN: 'off' };
@@ -18,17 +17,7 @@ const STRICT_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
   "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
-describe('admin page', { skip: skip ?? false, timeout: 300_000 }, () => {
-  let server;
-  let browser;
-  before(async () => {
-    server = await h.startServer(QUIET);
-    browser = await h.launchBrowser();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+h.suite('admin page', QUIET, (s) => {
 
   /** Node's fetch goes to 127.0.0.1: `localhost` may resolve to ::1, where nothing listens. */
   const local = (url) => url.replace('//localhost:', '//127.0.0.1:');
@@ -37,8 +26,8 @@ describe('admin page', { skip: skip ?? false, timeout: 300_000 }, () => {
    * A device on /admin with the document served under STRICT_CSP; CSP violations and page
    * errors are collected for `assertClean`.
    */
-  async function adminDevice(viewport, on = server) {
-    const context = await browser.newContext(viewport ? { viewport } : {});
+  async function adminDevice(viewport, on = s.server) {
+    const context = await s.browser.newContext(viewport ? { viewport } : {});
     const page = await context.newPage();
     const authenticator = await h.addAuthenticator(context, page);
     await page.route(`${on.origin}/admin`, async (route) => {
@@ -96,7 +85,7 @@ describe('admin page', { skip: skip ?? false, timeout: 300_000 }, () => {
   }
 
   /** Registers `username` on the device's page, promotes it with the CLI and signs in. */
-  async function signedInAdmin(device, username, on = server) {
+  async function signedInAdmin(device, username, on = s.server) {
     await registerViaApi(device.page, username);
     await on.admin('promote', username);
     await signIn(device.page, username, `Signed in as ${username} (admin)`);
@@ -170,17 +159,17 @@ describe('admin page', { skip: skip ?? false, timeout: 300_000 }, () => {
 
   test('an admin revokes a user\'s passkey; sign-in, the premium API and the status list all refuse it', h.TEST, async () => {
     // Ana: a passkey, premium, and an offline license, through the demo PWA.
-    const ana = await h.newDevice(browser);
+    const ana = await h.newDevice(s.browser);
     const root = await adminDevice();
     try {
-      await h.premiumUser(ana.page, server, 'ana');
+      await h.premiumUser(ana.page, s.server, 'ana');
       const { claims } = await h.storedLicense(ana.page);
       const { uri, idx } = claims.status.status_list;
       const [passkey] = await h.credentialsOn(ana.cdp, ana.authenticatorId);
       assert.ok(passkey, 'ana has a passkey on her authenticator');
       // Leave the PWA (its background sync would react to the revocation on its own); the
       // authenticator stays with the page.
-      await ana.page.goto(`${server.origin}/healthz`);
+      await ana.page.goto(`${s.server.origin}/healthz`);
       assert.equal(await callPremium(ana.page), 200, 'the license works before the revocation');
       assert.equal(await statusBit(uri, idx), 0);
 
@@ -331,11 +320,11 @@ describe('admin page', { skip: skip ?? false, timeout: 300_000 }, () => {
   });
 
   test('an admin revokes a license, changes a role and disables and re-enables a user', h.TEST, async () => {
-    const lee = await h.newDevice(browser);
+    const lee = await h.newDevice(s.browser);
     const max = await adminDevice();
     const { page } = max;
     try {
-      await h.premiumUser(lee.page, server, 'lee');
+      await h.premiumUser(lee.page, s.server, 'lee');
       const { claims } = await h.storedLicense(lee.page);
       const { uri, idx } = claims.status.status_list;
       await lee.context.close();

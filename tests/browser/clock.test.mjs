@@ -1,28 +1,17 @@
 // Clock games against the offline license: the device clock is faked with page.clock (which
 // survives reloads and works on a service-worker-served page).
 
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 import * as h from './harness.mjs';
 
-const skip = h.missingPrerequisite();
 const HOUR = 3600 * 1000;
 
-describe('device clock', { skip: skip ?? false, timeout: 300_000 }, () => {
-  let server;
-  let browser;
-  before(async () => {
-    server = await h.startServer();
-    browser = await h.launchBrowser();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+h.suite('device clock', {}, (s) => {
 
   async function offlinePremiumDevice(username) {
-    const device = await h.newDevice(browser);
+    const device = await h.newDevice(s.browser);
     await device.page.clock.install({ time: new Date() });
-    await h.premiumUser(device.page, server, username);
+    await h.premiumUser(device.page, s.server, username);
     await device.context.setOffline(true);
     await device.page.reload();
     await h.expectVerdict(device.page, 'Premium unlocked');

@@ -1,33 +1,22 @@
 // A service that requires server-issued DPoP nonces (RFC 9449 §8): the client retries once
 // with the nonce for both the license request and the premium API call.
 
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './harness.mjs';
 
-const skip = h.missingPrerequisite();
 
-describe('DPoP nonce', { skip: skip ?? false, timeout: 300_000 }, () => {
-  let server;
-  let browser;
-  before(async () => {
-    server = await h.startServer({ LATCHKEY_DPOP_NONCE: 'true' });
-    browser = await h.launchBrowser();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+h.suite('DPoP nonce', { LATCHKEY_DPOP_NONCE: 'true' }, (s) => {
 
   test('license and premium API calls succeed after one use-dpop-nonce answer', h.TEST, async () => {
-    const { context, page } = await h.newDevice(browser);
+    const { context, page } = await h.newDevice(s.browser);
     const statuses = [];
     page.on('response', (r) => {
       const path = new URL(r.url()).pathname;
       if (path === '/api/licenses' || path === '/api/premium/example') statuses.push(`${r.request().method()} ${path} ${r.status()}`);
     });
     try {
-      await h.premiumUser(page, server, 'nina');
+      await h.premiumUser(page, s.server, 'nina');
       await h.clickAndSettle(page, 'Call premium API');
       assert.match(await page.getByRole('status', { name: 'Premium API' }).textContent(), /^Premium API says: /);
       // The very first proof had no nonce; every later one reuses the last nonce it was given.

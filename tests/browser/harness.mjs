@@ -10,6 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after, before, describe } from 'node:test';
 import { chromium } from 'playwright-core';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -293,4 +294,28 @@ export async function storedLicense(page) {
   const payload = record.token.split('.')[1];
   const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
   return { sub, token: record.token, claims };
+}
+
+/**
+ * A suite of browser tests sharing one server (started with `env`) and one browser,
+ * both closed after its last test; skipped, or on CI failed, when a prerequisite is
+ * missing. `body` registers the tests and reads `s.server` and `s.browser` in them.
+ * @param {string} name
+ * @param {Record<string, string>} env
+ * @param {(s: {server: Server, browser: import('playwright-core').Browser}) => void} body
+ */
+export function suite(name, env, body) {
+  const skip = missingPrerequisite();
+  describe(name, { skip: skip ?? false, timeout: 300_000 }, () => {
+    const s = /** @type {any} */ ({});
+    before(async () => {
+      s.server = await startServer(env);
+      s.browser = await launchBrowser();
+    });
+    after(async () => {
+      await s.browser?.close();
+      await s.server?.stop();
+    });
+    body(s);
+  });
 }

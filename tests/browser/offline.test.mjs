@@ -1,28 +1,17 @@
 // Offline licenses in the demo PWA: premium keeps working with no network, and the stored
 // license cannot be edited, rolled back or carried to another device.
 
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './harness.mjs';
 
-const skip = h.missingPrerequisite();
 
-describe('offline license', { skip: skip ?? false, timeout: 300_000 }, () => {
-  let server;
-  let browser;
-  before(async () => {
-    server = await h.startServer();
-    browser = await h.launchBrowser();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+h.suite('offline license', {}, (s) => {
 
   test('premium stays unlocked offline on a reload served by the service worker', h.TEST, async () => {
-    const { context, page } = await h.newDevice(browser);
+    const { context, page } = await h.newDevice(s.browser);
     try {
-      await h.premiumUser(page, server, 'olivia');
+      await h.premiumUser(page, s.server, 'olivia');
       await context.setOffline(true);
       const response = await page.reload();
       assert.equal(response.fromServiceWorker(), true, 'the offline page comes from the service worker');
@@ -37,9 +26,9 @@ describe('offline license', { skip: skip ?? false, timeout: 300_000 }, () => {
   });
 
   test('a license edited in IndexedDB is refused: signature invalid', h.TEST, async () => {
-    const { context, page } = await h.newDevice(browser);
+    const { context, page } = await h.newDevice(s.browser);
     try {
-      await h.premiumUser(page, server, 'edith');
+      await h.premiumUser(page, s.server, 'edith');
       const { sub, token, claims } = await h.storedLicense(page);
       // Push the expiry out by a year and keep the old signature.
       const [header, , signature] = token.split('.');
@@ -54,9 +43,9 @@ describe('offline license', { skip: skip ?? false, timeout: 300_000 }, () => {
   });
 
   test('an older license swapped back in is refused', h.TEST, async () => {
-    const { context, page } = await h.newDevice(browser);
+    const { context, page } = await h.newDevice(s.browser);
     try {
-      await h.premiumUser(page, server, 'oscar');
+      await h.premiumUser(page, s.server, 'oscar');
       const older = await h.storedLicense(page);
       // iat has one-second resolution: wait for the service's next second (same machine clock).
       const nextSecond = (older.claims.iat + 1) * 1000 - Date.now();
@@ -74,11 +63,11 @@ describe('offline license', { skip: skip ?? false, timeout: 300_000 }, () => {
     }
   });
 
-  test('license and key records copied into another browser profile: bound to another device', h.TEST, async () => {
-    const first = await h.newDevice(browser);
-    const second = await h.newDevice(browser);
+  test('license and key records copied into another s.browser profile: bound to another device', h.TEST, async () => {
+    const first = await h.newDevice(s.browser);
+    const second = await h.newDevice(s.browser);
     try {
-      await h.premiumUser(first.page, server, 'carla');
+      await h.premiumUser(first.page, s.server, 'carla');
       const sub = await h.readKv(first.page, 'current');
       const device = await h.readKv(first.page, 'device');
       const copied = { current: sub };
@@ -88,7 +77,7 @@ describe('offline license', { skip: skip ?? false, timeout: 300_000 }, () => {
       copied[statusKey] = await h.readKv(first.page, statusKey);
 
       // 1. The records alone: this profile has no device key.
-      await second.page.goto(server.origin);
+      await second.page.goto(s.server.origin);
       await h.expectVerdict(second.page, 'Locked: no license');
       await h.writeKv(second.page, copied);
       await second.page.reload();

@@ -1,35 +1,24 @@
 // The demo page itself: it runs under a strict Content-Security-Policy (no inline script or
 // style), works at phone width, and is installable (manifest, icons, service worker).
 
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './harness.mjs';
 
-const skip = h.missingPrerequisite();
 
 const CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
   "worker-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
-describe('demo page', { skip: skip ?? false, timeout: 300_000 }, () => {
-  let server;
-  let browser;
-  before(async () => {
-    server = await h.startServer();
-    browser = await h.launchBrowser();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+h.suite('demo page', {}, (s) => {
 
   test('runs under a CSP without unsafe-inline, at phone width, and is installable', h.TEST, async () => {
-    const context = await browser.newContext({ viewport: { width: 360, height: 740 } });
+    const context = await s.browser.newContext({ viewport: { width: 360, height: 740 } });
     const page = await context.newPage();
     await h.addAuthenticator(context, page);
     try {
       // Serve the document with a strict policy, whatever the service sends today.
-      await page.route(`${server.origin}/`, async (route) => {
+      await page.route(`${s.server.origin}/`, async (route) => {
         const response = await route.fetch();
         await route.fulfill({ response, headers: { ...response.headers(), 'content-security-policy': CSP } });
       });
@@ -40,9 +29,9 @@ describe('demo page', { skip: skip ?? false, timeout: 300_000 }, () => {
       const errors = [];
       page.on('pageerror', (e) => errors.push(e.message));
 
-      await page.goto(server.origin);
+      await page.goto(s.server.origin);
       // (Playwright routing keeps service workers out of this page; the next test checks them.)
-      await h.premiumUser(page, server, 'cecile', { serviceWorker: false });
+      await h.premiumUser(page, s.server, 'cecile', { serviceWorker: false });
       assert.deepEqual(await page.evaluate(() => window.__violations), []);
       assert.deepEqual(errors, []);
       // Control: the policy is really in force (an inline style attribute is reported).
@@ -75,10 +64,10 @@ describe('demo page', { skip: skip ?? false, timeout: 300_000 }, () => {
   });
 
   test('a service worker takes control and keeps the shell and signed public data, never tokens', h.TEST, async () => {
-    const { context, page } = await h.newDevice(browser);
+    const { context, page } = await h.newDevice(s.browser);
     try {
-      await h.premiumUser(page, server, 'sam');
-      assert.equal(await page.evaluate(() => navigator.serviceWorker.controller?.scriptURL), `${server.origin}/sw.js`);
+      await h.premiumUser(page, s.server, 'sam');
+      assert.equal(await page.evaluate(() => navigator.serviceWorker.controller?.scriptURL), `${s.server.origin}/sw.js`);
       const cached = await page.evaluate(async () => {
         const urls = [];
         for (const name of await caches.keys()) {

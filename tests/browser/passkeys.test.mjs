@@ -1,30 +1,19 @@
 // Passkeys in the demo PWA: offline unlock against the license's signed passkey keys,
 // autofill (conditional mediation) sign-in, self-service, and the DPoP-bound premium API.
 
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import * as h from './harness.mjs';
 
-const skip = h.missingPrerequisite();
 
-describe('passkeys', { skip: skip ?? false, timeout: 300_000 }, () => {
-  let server;
-  let browser;
-  before(async () => {
-    server = await h.startServer();
-    browser = await h.launchBrowser();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+h.suite('passkeys', {}, (s) => {
 
   test('offline unlock works with the passkey and fails with another authenticator', h.TEST, async () => {
-    const device = await h.newDevice(browser);
+    const device = await h.newDevice(s.browser);
     const { context, page } = device;
     try {
-      await h.premiumUser(page, server, 'ursula');
+      await h.premiumUser(page, s.server, 'ursula');
       await context.setOffline(true);
       await page.reload();
       await h.expectVerdict(page, 'Premium unlocked');
@@ -34,7 +23,7 @@ describe('passkeys', { skip: skip ?? false, timeout: 300_000 }, () => {
       assert.equal(await unlockResult.textContent(), 'Passkey confirmed for ursula');
 
       // A fresh authenticator holding a credential with the same id but another private key:
-      // the browser offers it, and the local check against the license's cks key refuses it.
+      // the s.browser offers it, and the local check against the license's cks key refuses it.
       const [original] = await h.credentialsOn(device.cdp, device.authenticatorId);
       await device.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: device.authenticatorId });
       const other = await h.addAuthenticator(context, page);
@@ -78,7 +67,7 @@ describe('passkeys', { skip: skip ?? false, timeout: 300_000 }, () => {
   });
 
   test('autofill: sign-out and page load start a conditional request that signs the user in', h.TEST, async () => {
-    const { context, page } = await h.newDevice(browser);
+    const { context, page } = await h.newDevice(s.browser);
     try {
       await page.addInitScript(() => {
         window.__mediations = [];
@@ -88,7 +77,7 @@ describe('passkeys', { skip: skip ?? false, timeout: 300_000 }, () => {
           return get(options);
         };
       });
-      await page.goto(server.origin);
+      await page.goto(s.server.origin);
       assert.equal(await page.getByRole('textbox', { name: 'Username' }).getAttribute('autocomplete'), 'username webauthn');
       await h.register(page, 'ada');
 
@@ -99,7 +88,7 @@ describe('passkeys', { skip: skip ?? false, timeout: 300_000 }, () => {
       assert.equal((await logout).status(), 204);
       await h.expectText(page, 'Signed in as ada.');
 
-      // A browser whose session cookie is gone but that still holds the passkey: on load.
+      // A s.browser whose session cookie is gone but that still holds the passkey: on load.
       await context.clearCookies();
       await page.reload();
       await h.expectText(page, 'Signed in as ada');
@@ -111,10 +100,10 @@ describe('passkeys', { skip: skip ?? false, timeout: 300_000 }, () => {
   });
 
   test('my passkeys: add, rename and remove, but not the last one', h.TEST, async () => {
-    const device = await h.newDevice(browser);
+    const device = await h.newDevice(s.browser);
     const { context, page } = device;
     try {
-      await page.goto(server.origin);
+      await page.goto(s.server.origin);
       await h.register(page, 'pat');
       const list = page.getByRole('list').filter({ has: page.getByRole('button', { name: /^Remove passkey/ }) });
       await list.getByRole('listitem').first().waitFor();
@@ -149,12 +138,41 @@ describe('passkeys', { skip: skip ?? false, timeout: 300_000 }, () => {
   });
 
   test('the premium API answers a DPoP-bound license call', h.TEST, async () => {
-    const { context, page } = await h.newDevice(browser);
+    const { context, page } = await h.newDevice(s.browser);
     try {
-      await h.premiumUser(page, server, 'paula');
+      await h.premiumUser(page, s.server, 'paula');
       await h.clickAndSettle(page, 'Call premium API');
       const said = await page.getByRole('status', { name: 'Premium API' }).textContent();
       assert.match(said, /^Premium API says: /);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+h.suite('step-up', { LATCHKEY_STEP_UP_MINUTES: '0' }, (s) => {
+  test('removing a passkey asks for a passkey confirmation first, then goes ahead', h.TEST, async () => {
+    const device = await h.newDevice(s.browser);
+    const { context, page } = device;
+    try {
+      await page.goto(s.server.origin);
+      await h.register(page, 'stella');
+      // Another passkey, on another authenticator: it spends the sign-in's confirmation.
+      await device.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: device.authenticatorId });
+      const second = await h.addAuthenticator(context, page);
+      await h.clickAndSettle(page, 'Add a passkey');
+      await h.expectText(page, 'Passkey added.');
+      const [created] = await h.credentialsOn(second.cdp, second.authenticatorId);
+      const list = page.getByRole('list').filter({ has: page.getByRole('button', { name: /^Remove passkey/ }) });
+      // Both are named after this browser; the second item is the new one.
+      const added = list.getByRole('listitem').nth(1);
+      const name = (await added.locator('.passkey-name').textContent()).trim();
+      await added.getByRole('button', { name: /^Remove passkey/ }).click();
+      await added.getByRole('button', { name: /^Yes, remove passkey/ }).click();
+      await h.expectText(page, `Removed ${name}.`);
+      assert.equal(await list.getByRole('listitem').count(), 1);
+      const [after] = await h.credentialsOn(second.cdp, second.authenticatorId);
+      assert.ok(after.signCount > created.signCount, 'the authenticator was asked to confirm');
     } finally {
       await context.close();
     }

@@ -1,29 +1,18 @@
 // Admin revocation reaching the browser: a revoked license locks at the next sync, and a
 // revoked passkey is reported to the browser with the WebAuthn Signal API.
 
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './harness.mjs';
 import { acceptJwks, readStatusList } from '../../static/latchkey.js';
 
-const skip = h.missingPrerequisite();
 
-describe('revocation', { skip: skip ?? false, timeout: 300_000 }, () => {
-  let server;
-  let browser;
-  before(async () => {
-    server = await h.startServer();
-    browser = await h.launchBrowser();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+h.suite('revocation', {}, (s) => {
 
   /** Polls the service's status list (from node) until entry `idx` is no longer valid. */
   async function waitUntilListed(uri, idx) {
     const local = (u) => u.replace('//localhost:', '//127.0.0.1:');
-    const jwks = await acceptJwks(await (await fetch(local(`${server.origin}/.well-known/jwks.json`))).json());
+    const jwks = await acceptJwks(await (await fetch(local(`${s.server.origin}/.well-known/jwks.json`))).json());
     const deadline = Date.now() + 15_000;
     for (;;) {
       const token = await (await fetch(local(uri))).text();
@@ -35,15 +24,15 @@ describe('revocation', { skip: skip ?? false, timeout: 300_000 }, () => {
   }
 
   test('admin revokes the license: back online, one sync locks it as revoked', h.TEST, async () => {
-    const { context, page } = await h.newDevice(browser);
+    const { context, page } = await h.newDevice(s.browser);
     try {
-      await h.premiumUser(page, server, 'rita');
+      await h.premiumUser(page, s.server, 'rita');
       await context.setOffline(true);
       await page.reload();
       await h.expectVerdict(page, 'Premium unlocked');
 
       const { claims } = await h.storedLicense(page);
-      await server.admin('revoke-license', claims.jti);
+      await s.server.admin('revoke-license', claims.jti);
       await waitUntilListed(claims.status.status_list.uri, claims.status.status_list.idx);
       // Still offline: the device cannot know yet.
       await page.reload();
@@ -58,12 +47,12 @@ describe('revocation', { skip: skip ?? false, timeout: 300_000 }, () => {
   });
 
   test('a revoked passkey signs the user out; the kept license then locks as revoked', h.TEST, async () => {
-    const { context, page, cdp, authenticatorId } = await h.newDevice(browser);
+    const { context, page, cdp, authenticatorId } = await h.newDevice(s.browser);
     try {
-      await h.premiumUser(page, server, 'paolo');
+      await h.premiumUser(page, s.server, 'paolo');
       const { claims } = await h.storedLicense(page);
       const [credential] = await h.credentialsOn(cdp, authenticatorId);
-      await server.admin('revoke-passkey', h.toB64url(credential.credentialId));
+      await s.server.admin('revoke-passkey', h.toB64url(credential.credentialId));
       await waitUntilListed(claims.status.status_list.uri, claims.status.status_list.idx);
       await page.reload();
       await h.expectVerdict(page, 'Locked: revoked');
@@ -75,7 +64,7 @@ describe('revocation', { skip: skip ?? false, timeout: 300_000 }, () => {
   });
 
   test('a revoked passkey offered at sign-in is reported with signalUnknownCredential', h.TEST, async () => {
-    const { context, page, cdp, authenticatorId } = await h.newDevice(browser);
+    const { context, page, cdp, authenticatorId } = await h.newDevice(s.browser);
     try {
       await page.addInitScript(() => {
         window.__signals = [];
@@ -87,12 +76,12 @@ describe('revocation', { skip: skip ?? false, timeout: 300_000 }, () => {
           };
         }
       });
-      await page.goto(server.origin);
+      await page.goto(s.server.origin);
       await h.register(page, 'victor');
       const [credential] = await h.credentialsOn(cdp, authenticatorId);
       const credentialId = h.toB64url(credential.credentialId);
 
-      await server.admin('revoke-passkey', credentialId);
+      await s.server.admin('revoke-passkey', credentialId);
       // No username: a discoverable request, so the authenticator offers the revoked passkey.
       // (With a username the service only lists that user's live passkeys.)
       await page.getByRole('textbox', { name: 'Username' }).fill('');
@@ -101,7 +90,7 @@ describe('revocation', { skip: skip ?? false, timeout: 300_000 }, () => {
 
       const signals = await page.evaluate(() => window.__signals);
       assert.deepEqual(signals, [{ rpId: 'localhost', credentialId }]);
-      assert.deepEqual(await h.credentialsOn(cdp, authenticatorId), [], 'the browser dropped the passkey');
+      assert.deepEqual(await h.credentialsOn(cdp, authenticatorId), [], 'the s.browser dropped the passkey');
     } finally {
       await context.close();
     }

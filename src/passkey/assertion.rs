@@ -1,0 +1,224 @@
+//! Passkey assertions, for a sign-in or a step-up: starting one, and checking
+//! the answer with every rule WebAuthn Level 3 §7.2 and this service require
+//! (the credential is known and active, belongs to the expected user, carries
+//! a matching user handle, its user is enabled, its signature verifies, and
+//! its counter moves forward, which is then stored).
+
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+use webauthn_rs::prelude::{DiscoverableAuthentication, Passkey, WebauthnError};
+
+use super::credential::{AuthenticationCredential, PasskeyOptions};
+use super::{begin_ceremony, ceremony_failed, take_ceremony};
+use crate::error::{AppError, Result};
+use crate::http::ClientInfo;
+use crate::state::AppState;
+use crate::store::audit::{AuditEvent, Event};
+use crate::store::credentials::UseOutcome;
+use crate::store::now;
+use crate::store::users::User;
+
+#[derive(Serialize, Deserialize)]
+struct Ceremony {
+    authentication: DiscoverableAuthentication,
+    /// Set when a user was named: only that user's passkeys may finish it.
+    /// `Some(None)` is a username that matched nobody.
+    expected_user: Option<Option<String>>,
+}
+
+/// Starts an assertion of `kind`; `allow` limits it to these credential ids.
+pub(super) async fn start(
+    state: &AppState,
+    session: &Session,
+    kind: &str,
+    expected_user: Option<Option<String>>,
+    allow: Option<&[String]>,
+) -> Result<PasskeyOptions> {
+    let (options, authentication) = state
+        .webauthn
+        .start_discoverable_authentication()
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("start authentication: {e}")))?;
+    let mut options = PasskeyOptions::from_challenge(options)?;
+    if let Some(ids) = allow {
+        options = options.allow_credentials(ids);
+    }
+    let ceremony = Ceremony {
+        authentication,
+        expected_user,
+    };
+    begin_ceremony(state, session, kind, &ceremony).await?;
+    Ok(options)
+}
+
+/// A verified assertion.
+pub(super) struct Verified {
+    pub user: User,
+    pub credential_id: String,
+}
+
+/// Checks the answer to the assertion of `kind` started in this session.
+/// Failures are audited (each with its reason) and answered 401, 422 or 409.
+pub(super) async fn finish(
+    state: &AppState,
+    session: &Session,
+    kind: &'static str,
+    credential: AuthenticationCredential,
+    client: &ClientInfo,
+) -> Result<Verified> {
+    let ceremony: Ceremony = take_ceremony(state, session, kind).await?;
+    let credential_id = credential.credential_id();
+    let credential = credential.into_webauthn()?;
+    let failed = |reason: &'static str, user: Option<String>| {
+        record_failure(state, client, kind, credential_id.clone(), reason, user)
+    };
+    let unknown = || AppError::UnknownCredential {
+        credential_id: credential_id.clone(),
+    };
+
+    let stored = match state.store.credential(&credential_id).await? {
+        Some(c) if c.revoked_at.is_none() => c,
+        _ => {
+            failed("unknown or revoked passkey", None).await;
+            return Err(unknown());
+        }
+    };
+    if let Some(expected) = &ceremony.expected_user {
+        if expected.as_deref() != Some(stored.user_id.as_str()) {
+            failed("passkey of another user", Some(stored.user_id.clone())).await;
+            return Err(AppError::unauthorized(
+                "ceremony-failed",
+                "This passkey belongs to another account.",
+            ));
+        }
+    }
+    // WebAuthn §7.2 step 6: a user handle, when present, must name the passkey's
+    // owner; when nobody was named before the ceremony, it must be present.
+    match credential.get_user_unique_id() {
+        Some(handle) => {
+            let owner = webauthn_rs::prelude::Uuid::parse_str(&stored.user_id)
+                .map_err(anyhow::Error::from)?;
+            if handle != owner.as_bytes() {
+                failed("user handle mismatch", Some(stored.user_id.clone())).await;
+                return Err(AppError::unauthorized(
+                    "ceremony-failed",
+                    "The passkey's user handle does not match its account.",
+                ));
+            }
+        }
+        None if ceremony.expected_user.is_none() => {
+            failed("user handle missing", Some(stored.user_id.clone())).await;
+            return Err(AppError::unauthorized(
+                "ceremony-failed",
+                "A sign-in without a username needs the passkey's user handle, and the answer had none.",
+            ));
+        }
+        None => {}
+    }
+    let user = state
+        .store
+        .user_by_id(&stored.user_id)
+        .await?
+        .ok_or_else(unknown)?;
+    if user.disabled_at.is_some() {
+        failed("account disabled", Some(user.id.clone())).await;
+        return Err(AppError::unauthorized(
+            "account-disabled",
+            "This account is disabled; ask an administrator.",
+        ));
+    }
+    let mut passkey: Passkey =
+        serde_json::from_str(&stored.passkey).map_err(anyhow::Error::from)?;
+    let result = match state.webauthn.finish_discoverable_authentication_v2(
+        &credential,
+        ceremony.authentication,
+        &passkey,
+    ) {
+        Ok(result) => result,
+        Err(WebauthnError::CredentialPossibleCompromise) => {
+            return Err(counter_regressed(state, &user.id, &credential_id, client).await);
+        }
+        Err(err) => {
+            failed("assertion rejected", Some(user.id.clone())).await;
+            return Err(ceremony_failed(err));
+        }
+    };
+    passkey.update_credential(&result);
+    let passkey_json = serde_json::to_string(&passkey).map_err(anyhow::Error::from)?;
+    match state
+        .store
+        .record_credential_use(
+            &credential_id,
+            result.counter(),
+            &passkey_json,
+            result.backup_state(),
+            now(),
+        )
+        .await?
+    {
+        UseOutcome::Recorded => {}
+        UseOutcome::CounterRegressed => {
+            return Err(counter_regressed(state, &user.id, &credential_id, client).await);
+        }
+        UseOutcome::Gone => {
+            failed("passkey revoked during the ceremony", Some(user.id.clone())).await;
+            return Err(unknown());
+        }
+    }
+    Ok(Verified {
+        user,
+        credential_id,
+    })
+}
+
+/// Counts and (within the audit log's per-address allowance) records a failed assertion.
+async fn record_failure(
+    state: &AppState,
+    client: &ClientInfo,
+    kind: &'static str,
+    credential_id: String,
+    reason: &'static str,
+    user: Option<String>,
+) {
+    crate::metrics::ceremony(kind, reason);
+    let Some(detail) = state.audit_throttle.admit(client.addr.as_deref(), reason) else {
+        return;
+    };
+    let event = AuditEvent {
+        target_user_id: user.as_deref(),
+        target: Some(&credential_id),
+        client_addr: client.addr.as_deref(),
+        user_agent: client.user_agent.as_deref(),
+        detail: Some(&detail),
+        ..AuditEvent::new(Event::SigninFailure)
+    };
+    if let Err(err) = state.store.audit(&event, now()).await {
+        tracing::warn!(error = %err, "could not record a failed passkey assertion");
+    }
+}
+
+async fn counter_regressed(
+    state: &AppState,
+    user_id: &str,
+    credential_id: &str,
+    client: &ClientInfo,
+) -> AppError {
+    tracing::warn!(
+        security = true,
+        user_id,
+        "passkey refused: its signature counter did not increase (possible cloned authenticator)"
+    );
+    let event = AuditEvent {
+        target_user_id: Some(user_id),
+        target: Some(credential_id),
+        client_addr: client.addr.as_deref(),
+        user_agent: client.user_agent.as_deref(),
+        ..AuditEvent::new(Event::SigninCounterRegression)
+    };
+    if let Err(err) = state.store.audit(&event, now()).await {
+        tracing::warn!(error = %err, "could not record a counter regression");
+    }
+    AppError::unauthorized(
+        "counter-regressed",
+        "This passkey's signature counter went backwards, so it may have been copied; use another passkey or ask an administrator.",
+    )
+}
