@@ -47,8 +47,8 @@ h.suite('demo page', {}, (s) => {
       });
       assert.equal(manifest.display, 'standalone');
       // Manifest URLs are relative to the manifest (so they follow LATCHKEY_BASE_PATH).
-      assert.equal(new URL(manifest.start_url, href).href, `${server.origin}/`);
-      assert.equal(new URL(manifest.scope, href).href, `${server.origin}/`);
+      assert.equal(new URL(manifest.start_url, href).href, `${s.server.origin}/`);
+      assert.equal(new URL(manifest.scope, href).href, `${s.server.origin}/`);
       for (const size of ['192x192', '512x512']) {
         const icon = manifest.icons.find((i) => i.sizes === size && i.type === 'image/png');
         assert.ok(icon, `a ${size} PNG icon`);
