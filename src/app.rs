@@ -180,6 +180,8 @@ fn session_routes() -> OpenApiRouter<AppState> {
         .merge(crate::passkey::router())
         .merge(crate::license::router())
         .merge(crate::admin::router())
+        .merge(crate::apikeys::router())
+        .merge(crate::webhooks::router())
 }
 
 /// Public, read-only documents and probes: no session work on their hot path.
@@ -188,6 +190,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .merge(crate::license::public_router())
         .merge(crate::revocation::router())
         .merge(crate::health::router())
+        .merge(crate::billing::router())
 }
 
 /// The OpenAPI document of everything [`build_router`] serves.

@@ -53,6 +53,27 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Manage API keys for machines.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Make a key; its secret is printed once.
+    Create {
+        name: String,
+        /// users:read, users:write, entitlements:write, licenses:revoke, audit:read (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+        /// A lifetime (90d) or an expiry date or RFC 3339 time; default: no expiry.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by its id (key_…).
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,6 +300,93 @@ pub struct ServeArgs {
     /// Largest number of database connections.
     #[arg(long, env = "LATCHKEY_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    #[command(flatten)]
+    pub business: BusinessArgs,
+}
+
+/// Payment webhooks in, event webhooks out.
+#[derive(Debug, Clone, Args)]
+pub struct BusinessArgs {
+    /// Stripe webhook signing secrets (`whsec_…`), comma-separated: several during a rotation.
+    #[arg(long, env = "LATCHKEY_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<Secret>,
+    /// Stripe price or product ids to entitlement names: `price_123=premium,prod_456=pro`.
+    #[arg(long, env = "LATCHKEY_STRIPE_ENTITLEMENTS", default_value = "")]
+    pub stripe_entitlements: String,
+    /// Paddle notification secret keys, comma-separated: several during a rotation.
+    #[arg(long, env = "LATCHKEY_PADDLE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub paddle_webhook_secret: Option<Secret>,
+    /// Paddle price or product ids to entitlement names: `pri_01…=premium,pro_01…=pro`.
+    #[arg(long, env = "LATCHKEY_PADDLE_ENTITLEMENTS", default_value = "")]
+    pub paddle_entitlements: String,
+    /// How long a paid entitlement outlasts the end of the period it was paid for.
+    #[arg(long, env = "LATCHKEY_BILLING_GRACE", default_value = "3d", value_parser = parse_duration)]
+    pub billing_grace: Duration,
+    /// Receivers of event webhooks (Standard Webhooks), comma-separated.
+    #[arg(long, env = "LATCHKEY_WEBHOOK_URL", default_value = "")]
+    pub webhook_url: String,
+    /// One `whsec_…` secret per URL in LATCHKEY_WEBHOOK_URL, in the same order, comma-separated.
+    #[arg(long, env = "LATCHKEY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<Secret>,
+    /// Waits before each retry of a failed delivery; after the last one the message is given up.
+    #[arg(
+        long,
+        env = "LATCHKEY_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,14h,20h,24h",
+        value_parser = parse_schedule
+    )]
+    pub webhook_retry_schedule: Schedule,
+    /// How often each instance looks for webhook messages to send.
+    #[arg(long, env = "LATCHKEY_WEBHOOK_POLL", default_value = "1s", value_parser = parse_duration)]
+    pub webhook_poll: Duration,
+    /// Longest wait for a receiver's answer.
+    #[arg(long, env = "LATCHKEY_WEBHOOK_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
+}
+
+/// Retry delays, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule(pub Vec<Duration>);
+
+fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    let delays = s
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(parse_duration)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Schedule(delays))
+}
+
+/// `id=name,id=name` pairs: provider price or product ids to entitlement names.
+pub fn parse_entitlement_map(
+    variable: &str,
+    text: &str,
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let mut map = std::collections::HashMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((id, name)) = pair.split_once('=') else {
+            return Err(format!(
+                "{variable} takes id=entitlement pairs such as price_123=premium, got {pair:?}"
+            ));
+        };
+        map.insert(id.trim().to_owned(), name.trim().to_owned());
+    }
+    Ok(map)
+}
+
+/// Comma-separated secrets; none when unset or empty.
+pub fn secrets(value: Option<&Secret>) -> Vec<Secret> {
+    value
+        .map(|s| {
+            s.expose()
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| Secret(p.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl ServeArgs {
@@ -412,5 +520,115 @@ impl Common {
 
     pub fn is_https(&self) -> bool {
         self.origin.scheme() == "https"
+    }
+}
+
+/// One payment provider's webhook settings.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderSettings {
+    /// Signing secrets; empty when the provider is not set up.
+    pub secrets: Vec<Secret>,
+    /// Price or product id to entitlement name.
+    pub entitlements: std::collections::HashMap<String, String>,
+}
+
+/// One receiver of event webhooks.
+#[derive(Debug, Clone)]
+pub struct WebhookEndpoint {
+    pub url: Url,
+    /// The `whsec_…` secret, as configured.
+    pub secret: Secret,
+}
+
+/// The business settings, checked.
+#[derive(Debug, Clone, Default)]
+pub struct Business {
+    pub stripe: ProviderSettings,
+    pub paddle: ProviderSettings,
+    pub grace_secs: i64,
+    pub endpoints: Vec<WebhookEndpoint>,
+    pub retry_schedule: Vec<Duration>,
+    pub poll: Duration,
+    pub timeout: Duration,
+}
+
+fn entitlement_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.:".contains(&b))
+}
+
+impl BusinessArgs {
+    /// Checks the settings together, one line per problem.
+    pub fn parse(&self) -> Result<Business, String> {
+        let provider = |variable: &str, secret: Option<&Secret>, map: &str| {
+            let entitlements = parse_entitlement_map(variable, map)?;
+            if let Some((_, bad)) = entitlements.iter().find(|(_, n)| !entitlement_name_ok(n)) {
+                return Err(format!(
+                    "{variable}: {bad:?} is not an entitlement name (a-z, 0-9, - _ . :)"
+                ));
+            }
+            Ok::<_, String>(ProviderSettings {
+                secrets: secrets(secret),
+                entitlements,
+            })
+        };
+        let stripe = provider(
+            "LATCHKEY_STRIPE_ENTITLEMENTS",
+            self.stripe_webhook_secret.as_ref(),
+            &self.stripe_entitlements,
+        )?;
+        let paddle = provider(
+            "LATCHKEY_PADDLE_ENTITLEMENTS",
+            self.paddle_webhook_secret.as_ref(),
+            &self.paddle_entitlements,
+        )?;
+        let urls: Vec<&str> = self
+            .webhook_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let keys = secrets(self.webhook_secret.as_ref());
+        if urls.len() != keys.len() {
+            return Err(format!(
+                "LATCHKEY_WEBHOOK_SECRET needs one whsec_ secret per URL in LATCHKEY_WEBHOOK_URL ({} URLs, {} secrets)",
+                urls.len(),
+                keys.len()
+            ));
+        }
+        let mut endpoints = Vec::new();
+        for (url, secret) in urls.into_iter().zip(keys) {
+            let parsed = Url::parse(url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| format!("LATCHKEY_WEBHOOK_URL: {url:?} is not an http(s) URL"))?;
+            let ok = secret
+                .expose()
+                .strip_prefix("whsec_")
+                .and_then(|b| {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD.decode(b).ok()
+                })
+                .is_some_and(|k| (24..=64).contains(&k.len()));
+            if !ok {
+                return Err("LATCHKEY_WEBHOOK_SECRET: each secret is whsec_ and 24 to 64 bytes in base64 (Standard Webhooks)".into());
+            }
+            endpoints.push(WebhookEndpoint {
+                url: parsed,
+                secret,
+            });
+        }
+        Ok(Business {
+            stripe,
+            paddle,
+            grace_secs: i64::try_from(self.billing_grace.as_secs()).unwrap_or(i64::MAX / 4),
+            endpoints,
+            retry_schedule: self.webhook_retry_schedule.0.clone(),
+            poll: self.webhook_poll.max(Duration::from_millis(50)),
+            timeout: self.webhook_timeout.max(Duration::from_millis(100)),
+        })
     }
 }

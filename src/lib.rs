@@ -11,8 +11,12 @@ pub use latchkey_core;
 
 /// Administration: the admin API and the operations it shares with the CLI.
 pub mod admin;
+/// API keys for machines: secrets, scopes, and who is calling.
+pub mod apikeys;
 /// The router and serving.
 pub mod app;
+/// Payment webhooks (Stripe, Paddle) that grant and remove entitlements.
+pub mod billing;
 /// The command line (everything but `serve`).
 pub mod cli;
 /// Flags and environment variables.
@@ -39,3 +43,5 @@ pub mod state;
 pub mod store;
 /// Usernames as identifiers: PRECIS keys and confusable skeletons.
 pub mod usernames;
+/// Event webhooks out (Standard Webhooks): outbox, sender, delivery log.
+pub mod webhooks;

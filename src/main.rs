@@ -85,6 +85,7 @@ async fn serve(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
     let state = latchkey::state::AppState::build(common, args).await?;
     let router = latchkey::app::build_router(state.clone(), args.static_dir(), args.body_limit);
     let upkeep = state.spawn_upkeep(args.cache_refresh);
+    let senders = latchkey::webhooks::start(&state).await?;
     if let Some(listener) = metrics_listener {
         let handle = latchkey::metrics::install()
             .ok_or_else(|| anyhow::anyhow!("cannot install the metrics recorder"))?;
@@ -120,6 +121,7 @@ async fn serve(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     upkeep.abort();
+    senders.iter().for_each(tokio::task::JoinHandle::abort);
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())

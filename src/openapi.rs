@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
 use utoipa::OpenApi;
 
@@ -28,7 +28,8 @@ use crate::http::ratelimit::class_of;
     tags(
         (name = "passkeys", description = "Registration, sign-in and self-service"),
         (name = "licenses", description = "Offline licenses, keys, status lists and the premium example"),
-        (name = "admin", description = "Administration (admins only)"),
+        (name = "admin", description = "Administration (admins, and API keys with the scopes an operation lists)"),
+        (name = "billing", description = "Payment webhooks: signed by the provider, no session"),
         (name = "operations", description = "Health and documentation"),
     )
 )]
@@ -56,6 +57,19 @@ pub fn document(features: impl IntoIterator<Item = Document>) -> Document {
             "`DPoP <license>`, with a `DPoP` proof header signed by the license's device key (RFC 9449).",
         ))),
     );
+    components.add_security_scheme(
+        "apikey",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("lk_…")
+                .description(Some(
+                    "An API key (`Authorization: Bearer lk_…`, made by an administrator); \
+                     the scopes an operation lists are the ones a key needs. No cookie or Origin is needed.",
+                ))
+                .build(),
+        ),
+    );
     add_common_problems(&mut doc);
     doc
 }
@@ -82,7 +96,9 @@ fn add_common_problems(doc: &mut Document) {
             path.as_str(),
             "/healthz" | "/.well-known/jwks.json" | "/openapi.json"
         );
-        let session = path.starts_with("/api/") && !path.starts_with("/api/status-lists/");
+        let session = path.starts_with("/api/")
+            && !path.starts_with("/api/status-lists/")
+            && !path.starts_with("/api/webhooks/");
         let limited = class_of(path).is_some();
         let operations = [
             (false, item.get.as_mut()),

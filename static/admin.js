@@ -24,6 +24,20 @@ const EVENTS = [
   'key.rotated',
   'key.retired',
   'kek.rotated',
+  'user.external_id_set',
+  'apikey.created',
+  'apikey.revoked',
+  'billing.applied',
+  'billing.rejected',
+  'webhook.endpoint_disabled',
+  'webhook.endpoint_enabled',
+];
+const SCOPES = [
+  ['users:read', 'Read users'],
+  ['users:write', 'Disable, enable users; set external ids'],
+  ['entitlements:write', 'Grant and remove entitlements'],
+  ['licenses:revoke', 'Revoke licenses'],
+  ['audit:read', 'Read the audit and delivery logs'],
 ];
 const COUNTS = [
   ['users', 'Users'],
@@ -85,6 +99,21 @@ const ui = {
   auditTable: $('audit-table'),
   auditRows: $('audit-rows'),
   auditMore: $('audit-more'),
+  externalForm: $('external-form'),
+  externalId: $('external-id'),
+  apikeysSummary: $('apikeys-summary'),
+  apikeysTable: $('apikeys-table'),
+  apikeysRows: $('apikeys-rows'),
+  apikeyForm: $('apikey-form'),
+  apikeyName: $('apikey-name'),
+  apikeyExpiry: $('apikey-expiry'),
+  apikeyScopes: $('apikey-scopes'),
+  apikeySecret: $('apikey-secret'),
+  apikeySecretValue: $('apikey-secret-value'),
+  endpointList: $('endpoint-list'),
+  webhooksSummary: $('webhooks-summary'),
+  deliveriesTable: $('deliveries-table'),
+  deliveryRows: $('delivery-rows'),
   dialog: $('confirm'),
   dialogTitle: $('confirm-title'),
   dialogText: $('confirm-text'),
@@ -599,6 +628,7 @@ function userRow(user) {
     cell(user.role === 'admin' ? badge('admin', 'info') : 'user'),
     cell(user.disabled ? badge('Disabled', 'bad') : 'Active'),
     h('td', { className: 'num', textContent: number.format(user.passkeys ?? 0) }),
+    cell(user.external_id ? h('code', { textContent: user.external_id }) : '—'),
     cell(time(user.created_at, { format: dateOnly })),
   );
 }
@@ -632,6 +662,7 @@ function renderDetail({ user, passkeys = [], licenses = [], entitlements = [], s
       ['Status', user.disabled ? badge('Disabled', 'bad') : 'Active'],
       ['Created', time(user.created_at)],
       ['User id', h('code', { textContent: user.id })],
+      ['External id', user.external_id ? h('code', { textContent: user.external_id }) : '—'],
     ].map(([k, v]) => h('div', {}, h('dt', { textContent: k }), h('dd', {}, v))),
   );
 
@@ -642,6 +673,7 @@ function renderDetail({ user, passkeys = [], licenses = [], entitlements = [], s
   ui.disableButton.className = user.disabled ? 'secondary' : 'danger';
   ui.disableButton.dataset.key = 'disable';
 
+  if (document.activeElement !== ui.externalId) ui.externalId.value = user.external_id ?? '';
   renderPasskeys(user, passkeys);
   renderLicenses(user, licenses);
   renderEntitlements(user, entitlements);
@@ -884,7 +916,7 @@ function auditRow(event) {
     {},
     h('th', { scope: 'row', tabIndex: -1 }, time(event.at)),
     cell(h('code', { textContent: event.event })),
-    cell(nameOf(event.actor_user_id)),
+    cell(event.actor_key_id ? `key ${event.actor_key_name ?? short(event.actor_key_id, 12)}` : nameOf(event.actor_user_id)),
     cell(nameOf(event.target_user_id)),
     cell(event.target ? h('code', { textContent: short(event.target, 12), title: event.target }) : '—'),
     h('td', { textContent: event.client_addr ?? '—', title: from.join('\n') }),
@@ -892,11 +924,177 @@ function auditRow(event) {
   );
 }
 
+// ------------------------------------------------------------------------------ API keys
+
+async function loadKeys() {
+  const { keys = [] } = await api('GET', '/api/admin/apikeys');
+  ui.apikeysRows.replaceChildren(...keys.map(keyRow));
+  ui.apikeysTable.hidden = keys.length === 0;
+  const live = keys.filter((k) => !k.revoked_at).length;
+  ui.apikeysSummary.textContent = keys.length ? `${plural(live, 'key', 'keys')} in use.` : 'No API keys yet.';
+}
+
+function keyStatus(key) {
+  if (key.revoked_at) return badge('Revoked', 'bad');
+  const expires = parseTime(key.expires_at);
+  if (expires && expires <= new Date()) return badge('Expired', 'bad');
+  return 'Active';
+}
+
+function keyRow(key) {
+  const live = !key.revoked_at;
+  const revoke = live
+    ? h('button', { type: 'button', className: 'danger small', textContent: `Revoke ${key.name}` })
+    : null;
+  revoke?.addEventListener('click', () =>
+    keyAction({
+      title: `Revoke API key ${key.name}?`,
+      text: 'Every call made with it is refused from now on. This cannot be undone.',
+      progress: 'Revoking the key',
+      done: `API key ${key.name} revoked.`,
+      request: () => api('DELETE', `/api/admin/apikeys/${encodeURIComponent(key.id)}`),
+    }),
+  );
+  return h(
+    'tr',
+    {},
+    h('th', { scope: 'row', textContent: key.name }),
+    cell(h('code', { textContent: `${key.hint}…`, title: key.id })),
+    cell((key.scopes ?? []).join(', ')),
+    cell(time(key.created_at)),
+    cell(time(key.last_used_at, { missing: 'never' })),
+    cell(time(key.expires_at, { missing: 'never' })),
+    cell(keyStatus(key)),
+    cell(revoke),
+  );
+}
+
+/** Confirms, runs a key request (asking for the passkey again when needed), reloads the keys. */
+function keyAction({ title, text, progress, done, request, danger = true }) {
+  if (acting || ui.dialog.open) return Promise.resolve();
+  acting = true;
+  return run('', async () => {
+    let result;
+    try {
+      if (!(await ask({ title, text, danger }))) throw new Cancelled('Cancelled: nothing was changed.');
+      say(`${progress}…`);
+      result = await withReauth(request);
+    } finally {
+      acting = false;
+    }
+    await Promise.all([loadKeys(), refreshAround()]);
+    say(done);
+    return result;
+  });
+}
+
+for (const [scope, label] of SCOPES) {
+  const id = `scope-${scope.replace(':', '-')}`;
+  ui.apikeyScopes.append(
+    h('div', { className: 'check' }, h('input', { type: 'checkbox', id, value: scope }), h('label', { htmlFor: id, textContent: `${scope}: ${label}` })),
+  );
+}
+
+ui.apikeyForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const name = ui.apikeyName.value.trim();
+  const scopes = [...ui.apikeyScopes.querySelectorAll('input:checked')].map((i) => i.value);
+  if (!name || scopes.length === 0) {
+    showError(name ? 'Choose at least one scope.' : 'Give the key a name, e.g. billing-server.');
+    (name ? ui.apikeyScopes.querySelector('input') : ui.apikeyName).focus();
+    return;
+  }
+  const body = { name, scopes };
+  if (ui.apikeyExpiry.value) body.expires_at = ui.apikeyExpiry.value;
+  ui.apikeySecret.hidden = true;
+  keyAction({
+    title: `Make API key ${name}?`,
+    text: `It can ${scopes.join(', ')} until it is revoked${body.expires_at ? ' or expires' : ''}.`,
+    progress: 'Making the key',
+    done: `API key ${name} made. Copy it now: it is shown only once.`,
+    danger: false,
+    request: async () => {
+      const created = await api('POST', '/api/admin/apikeys', body);
+      ui.apikeySecretValue.textContent = created.secret;
+      ui.apikeySecret.hidden = false;
+      ui.apikeyForm.reset();
+      return created;
+    },
+  });
+});
+
+// ---------------------------------------------------------------------------- webhooks
+
+async function loadDeliveries() {
+  const log = await api('GET', `/api/admin/webhooks?${query({ limit: PAGE_SIZE })}`);
+  const endpoints = Array.isArray(log.endpoints) ? log.endpoints : [];
+  const urls = new Map(endpoints.map((e) => [e.id, e.url]));
+  ui.endpointList.replaceChildren(
+    ...endpoints.map((e) => {
+      const enable = e.disabled_at ? h('button', { type: 'button', className: 'secondary small', textContent: `Enable ${e.url}` }) : null;
+      enable?.addEventListener('click', () =>
+        run('Enabling the endpoint', async () => {
+          await api('POST', `/api/admin/webhooks/${encodeURIComponent(e.id)}/enable`);
+          await loadDeliveries();
+          say(`Sending to ${e.url} again.`);
+        }),
+      );
+      const state = e.disabled_at ? badge(`Disabled: ${e.disabled_reason ?? 'gone'}`, 'bad') : e.configured ? badge('Active', 'info') : badge('Not configured', '');
+      return h('li', {}, h('code', { textContent: e.url }), ' ', state, ` ${plural(e.pending, 'pending', 'pending')}, ${plural(e.failed, 'failed', 'failed')} `, enable);
+    }),
+  );
+  const rows = (Array.isArray(log.deliveries) ? log.deliveries : []).map((d) =>
+    h(
+      'tr',
+      {},
+      h('th', { scope: 'row' }, time(d.created_at)),
+      cell(h('code', { textContent: d.type })),
+      cell(urls.get(d.endpoint_id) ?? d.endpoint_id),
+      cell(d.status === 'delivered' ? 'Delivered' : badge(d.status === 'failed' ? 'Failed' : 'Pending', d.status === 'failed' ? 'bad' : 'info')),
+      h('td', { className: 'num', textContent: number.format(d.attempts) }),
+      cell([d.last_status, d.last_error].filter((x) => x !== null && x !== undefined).join(' ') || '—'),
+      cell(time(d.next_attempt_at)),
+    ),
+  );
+  ui.deliveryRows.replaceChildren(...rows);
+  ui.deliveriesTable.hidden = rows.length === 0;
+  ui.webhooksSummary.textContent = endpoints.length
+    ? `${plural(rows.length, 'message', 'messages')}, newest first.`
+    : 'No webhook endpoints are configured (LATCHKEY_WEBHOOK_URL).';
+}
+
+$('webhooks-refresh').addEventListener('click', () =>
+  run('Loading deliveries', async () => {
+    await loadDeliveries();
+    say('Deliveries refreshed.');
+  }),
+);
+
+ui.externalForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const user = state.viewing?.user;
+  if (!user) return;
+  const value = ui.externalId.value.trim();
+  act({
+    title: value ? `Set ${user.username}'s external id to ${value}?` : `Clear ${user.username}'s external id?`,
+    text: 'Your systems find this user by it; no other user may have the same one.',
+    progress: 'Saving the external id',
+    done: value ? `External id of ${user.username} set.` : `External id of ${user.username} cleared.`,
+    danger: false,
+    request: () => api('PATCH', `/api/admin/users/${encodeURIComponent(user.id)}`, { external_id: value || null }),
+  });
+});
+
 // ------------------------------------------------------------------------------- wiring
 
 async function enterConsole() {
   // The audit log names users by what the user list taught us, so it comes second.
-  await Promise.all([loadOverview(), loadUsers({ append: false }).then(() => loadAudit({ append: false }))]);
+  await Promise.all([
+    loadOverview(),
+    loadUsers({ append: false }).then(() => loadAudit({ append: false })),
+    loadKeys(),
+    loadDeliveries(),
+  ]);
   if (viewedUserId()) await loadDetail(viewedUserId(), { quiet: true });
 }
 

@@ -401,6 +401,24 @@ export function createLatchkey(options = {}) {
     },
 
     /**
+     * Adds the first passkey of a user an administrator made (`POST /api/admin/users`), with
+     * the one-time enrollment code that call returned; the browser is signed in afterwards.
+     * @param {string} code `lke_…`
+     * @param {{signal?: AbortSignal}} [opts]
+     * @returns {Promise<{user_id: string, credential_id: string, username: string}>}
+     */
+    async enroll(code, { signal } = {}) {
+      abortAutofill();
+      const options = await postJson('/api/register/enroll', { enrollment: code }, { signal });
+      const credential = await webauthn(() =>
+        navigator.credentials.create({ publicKey: creationOptions(options.publicKey), signal }),
+      );
+      const result = await postJson('/api/register/finish', credentialToJson(credential), { signal });
+      await kv.put({ account: { user_id: result.user_id, username: result.username } });
+      return result;
+    },
+
+    /**
      * Signs in with a passkey.
      *
      * `autofill: true` starts a conditional-mediation request that the browser answers from

@@ -7,8 +7,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::guard::Admin;
 use super::limit;
+use crate::apikeys::{AuditRead, Caller, UsersRead};
 use crate::error::{AppError, Result};
 use crate::http::{rfc3339, AppQuery, Time};
 use crate::state::AppState;
@@ -59,14 +59,14 @@ const CHARTED: &[(Event, usize)] = &[
     tag = "admin",
     operation_id = "admin_overview",
     summary = "Counts and 30 days of activity",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["users:read"])),
     responses(
         (status = 200, description = "Overview", body = Overview),
     )
 )]
 pub(crate) async fn overview(
     State(state): State<AppState>,
-    _admin: Admin,
+    _caller: Caller<UsersRead>,
 ) -> Result<Json<Overview>> {
     let now = now();
     let c = state.store.counts(now).await?;
@@ -129,6 +129,9 @@ pub(crate) struct AuditEntry {
     at: Time,
     event: Event,
     actor_user_id: Option<String>,
+    /// The API key that made the change, and its name.
+    actor_key_id: Option<String>,
+    actor_key_name: Option<String>,
     target_user_id: Option<String>,
     target: Option<String>,
     client_addr: Option<String>,
@@ -149,7 +152,7 @@ pub(crate) struct AuditPage {
     tag = "admin",
     operation_id = "admin_audit_log",
     summary = "The audit log, newest first",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["audit:read"])),
     params(AuditQuery),
     responses(
         (status = 200, description = "A page of events", body = AuditPage),
@@ -158,7 +161,7 @@ pub(crate) struct AuditPage {
 )]
 pub(crate) async fn audit(
     State(state): State<AppState>,
-    _admin: Admin,
+    _caller: Caller<AuditRead>,
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>> {
     let limit = limit(q.limit)?;
@@ -194,6 +197,8 @@ pub(crate) async fn audit(
                 id: r.id,
                 at: Time(r.at),
                 actor_user_id: r.actor_user_id,
+                actor_key_id: r.actor_key_id,
+                actor_key_name: r.actor_key_name,
                 target_user_id: r.target_user_id,
                 target: r.target,
                 client_addr: r.client_addr,

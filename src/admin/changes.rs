@@ -1,4 +1,4 @@
-//! Admin: changing a user's entitlements, role and whether they may sign in.
+//! Admin: changing a user's entitlements, role, external id and whether they may sign in.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -6,11 +6,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::guard::Admin;
 use super::ops::{self, no_such_user};
 use super::UserInfo;
+use crate::apikeys::{Caller, EntitlementsWrite, UsersWrite};
 use crate::error::{AppError, Result};
-use crate::http::{AppJson, AppPath, Time};
+use crate::http::{AppJson, AppPath, ClientInfo, Time};
 use crate::state::AppState;
 use crate::store::users::Role;
 
@@ -37,7 +37,7 @@ pub(crate) struct Granted {
     tag = "admin",
     operation_id = "admin_grant_entitlement",
     summary = "Grant an entitlement",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["entitlements:write"])),
     request_body = Grant,
     params(("id" = String, Path, description = "user id")),
     responses(
@@ -48,7 +48,8 @@ pub(crate) struct Granted {
 )]
 pub(crate) async fn grant(
     State(state): State<AppState>,
-    admin: Admin,
+    caller: Caller<EntitlementsWrite>,
+    client: ClientInfo,
     AppPath(id): AppPath<String>,
     AppJson(body): AppJson<Grant>,
 ) -> Result<(StatusCode, Json<Granted>)> {
@@ -61,7 +62,7 @@ pub(crate) async fn grant(
             )
         })?),
     };
-    ops::grant_entitlement(&state.store, &admin.actor(), &id, &body.name, until).await?;
+    ops::grant_entitlement(&state.store, &caller.actor(&client), &id, &body.name, until).await?;
     Ok((
         StatusCode::CREATED,
         Json(Granted {
@@ -77,7 +78,7 @@ pub(crate) async fn grant(
     tag = "admin",
     operation_id = "admin_remove_entitlement",
     summary = "Remove an entitlement; revokes the licenses carrying it",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["entitlements:write"])),
     params(("id" = String, Path, description = "user id"), ("name" = String, Path, description = "entitlement name")),
     responses(
         (status = 204, description = "Removed"),
@@ -87,43 +88,81 @@ pub(crate) async fn grant(
 )]
 pub(crate) async fn remove_entitlement(
     State(state): State<AppState>,
-    admin: Admin,
+    caller: Caller<EntitlementsWrite>,
+    client: ClientInfo,
     AppPath((id, name)): AppPath<(String, String)>,
 ) -> Result<StatusCode> {
-    ops::remove_entitlement(&state.store, &admin.actor(), &id, &name).await?;
+    ops::remove_entitlement(&state.store, &caller.actor(&client), &id, &name).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `Some(None)` for an explicit `null`, `None` for an absent member.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RoleChange {
-    role: Role,
+pub(crate) struct UserChange {
+    /// Only administrators signed in with a passkey change roles (needs a recent sign-in).
+    #[serde(default)]
+    role: Option<Role>,
+    /// Your id for this user (or the payment customer id); null clears it. Unique.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, pattern = "^[!-~]{1,255}$")]
+    external_id: Option<Option<String>>,
 }
 
 #[utoipa::path(
     patch,
     path = "/api/admin/users/{id}",
     tag = "admin",
-    operation_id = "admin_change_role",
-    summary = "Change a role (needs a recent sign-in)",
-    security(("session" = [])),
-    request_body = RoleChange,
+    operation_id = "admin_change_user",
+    summary = "Change a role (admins, recent sign-in) or the external id (admins, users:write keys)",
+    security(("session" = []), ("apikey" = ["users:write"])),
+    request_body = UserChange,
     params(("id" = String, Path, description = "user id")),
     responses(
         (status = 200, description = "The user", body = UserInfo),
         (status = 401, description = "Not signed in, or `reauthentication-required`: sign in with the passkey again", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The last admin", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last admin, or the external id is another user's", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Nothing to change, or an invalid external id", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn change_role(
+pub(crate) async fn change_user(
     State(state): State<AppState>,
-    admin: Admin,
+    caller: Caller<UsersWrite>,
+    client: ClientInfo,
     AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<RoleChange>,
+    AppJson(body): AppJson<UserChange>,
 ) -> Result<Json<UserInfo>> {
-    ops::set_role(&state.store, &admin.actor(), &id, body.role).await?;
+    let actor = caller.actor(&client);
+    match (&body.role, &body.external_id) {
+        (None, None) => {
+            return Err(AppError::Unprocessable(
+                "nothing-to-change",
+                "Give a role or an external_id to change.".into(),
+            ))
+        }
+        // Each is its own transaction: asking for both at once could leave one done.
+        (Some(_), Some(_)) => {
+            return Err(AppError::Unprocessable(
+                "one-change-at-a-time",
+                "Change the role and the external id in separate requests.".into(),
+            ))
+        }
+        _ => {}
+    }
+    if let Some(role) = body.role {
+        ops::set_role(&state.store, &actor, &id, role).await?;
+    }
+    if let Some(external_id) = &body.external_id {
+        super::accounts::set_external_id(&state.store, &actor, &id, external_id.as_deref()).await?;
+    }
     let user = state
         .store
         .user_by_id(&id)
@@ -138,7 +177,7 @@ pub(crate) async fn change_role(
     tag = "admin",
     operation_id = "admin_disable_user",
     summary = "Disable a user: sessions end, licenses revoked, sign-in refused",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["users:write"])),
     params(("id" = String, Path, description = "user id")),
     responses(
         (status = 204, description = "Disabled"),
@@ -149,10 +188,11 @@ pub(crate) async fn change_role(
 )]
 pub(crate) async fn disable(
     State(state): State<AppState>,
-    admin: Admin,
+    caller: Caller<UsersWrite>,
+    client: ClientInfo,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    ops::set_disabled(&state.store, &admin.actor(), &id, true).await?;
+    ops::set_disabled(&state.store, &caller.actor(&client), &id, true).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -163,7 +203,7 @@ pub(crate) async fn disable(
     tag = "admin",
     operation_id = "admin_enable_user",
     summary = "Re-enable a user",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["users:write"])),
     params(("id" = String, Path, description = "user id")),
     responses(
         (status = 204, description = "Enabled"),
@@ -172,9 +212,10 @@ pub(crate) async fn disable(
 )]
 pub(crate) async fn enable(
     State(state): State<AppState>,
-    admin: Admin,
+    caller: Caller<UsersWrite>,
+    client: ClientInfo,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    ops::set_disabled(&state.store, &admin.actor(), &id, false).await?;
+    ops::set_disabled(&state.store, &caller.actor(&client), &id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -67,6 +67,13 @@ impl Admin {
             .signed_in
             .confirmed_within(self.reauth_secs, now)
             .map_err(|_| reauthentication_required())?;
+        // Already spent: ask for a new one before looking at anything else. The
+        // change spends it again inside its transaction, which settles races.
+        if let Some(confirmation) = &spend {
+            if store.confirmation_spent(confirmation).await? {
+                return Err(reauthentication_required());
+            }
+        }
         let credential = store.credential(&self.signed_in.verified_with).await?;
         let trusted = credential.is_some_and(|c| {
             c.revoked_at.is_none()

@@ -1,8 +1,10 @@
 //! Administration: the admin API (JSON, admins only) and the operations it
 //! shares with the command line.
 
+pub mod accounts;
 mod activity;
 mod changes;
+mod create;
 mod guard;
 pub mod ops;
 mod revoke;
@@ -17,13 +19,13 @@ use crate::http::Time;
 use crate::state::AppState;
 use crate::store::users::{Role, User};
 
-pub use guard::Admin;
+pub use guard::{reauthentication_required, Admin};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(activity::overview))
-        .routes(routes!(users::list_users))
-        .routes(routes!(users::user_detail, changes::change_role))
+        .routes(routes!(users::list_users, create::create_user))
+        .routes(routes!(users::user_detail, changes::change_user))
         .routes(routes!(changes::grant))
         .routes(routes!(changes::remove_entitlement))
         .routes(routes!(changes::disable))
@@ -42,6 +44,8 @@ pub(crate) struct UserInfo {
     role: Role,
     disabled: bool,
     created_at: Time,
+    /// Your id for this user, or the payment customer id; null when not set.
+    external_id: Option<String>,
 }
 
 impl From<&User> for UserInfo {
@@ -53,6 +57,7 @@ impl From<&User> for UserInfo {
             role: u.role,
             disabled: u.disabled_at.is_some(),
             created_at: Time(u.created_at),
+            external_id: u.external_id.clone(),
         }
     }
 }

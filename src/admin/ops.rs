@@ -11,6 +11,8 @@ use crate::store::users::Role;
 use crate::store::{now, Store};
 
 use super::guard::{reauthentication_required, Admin};
+use crate::apikeys::{missing, ApiKey, Scope};
+use crate::http::ClientInfo;
 
 /// Who is making a change.
 pub enum Actor<'a> {
@@ -18,21 +20,37 @@ pub enum Actor<'a> {
     Cli,
     /// An admin through the API.
     Admin(&'a Admin),
+    /// A machine through the API with an API key. Keys are not asked to
+    /// re-authenticate (nobody is there to touch a passkey); their scopes,
+    /// checked again by each operation, bound what they can do instead.
+    Key {
+        key: &'a ApiKey,
+        client: &'a ClientInfo,
+    },
 }
 
 impl Actor<'_> {
     /// Destructive changes need a recent passkey confirmation when made
     /// through the API; the command line runs with the host's own authority.
     /// Returns the confirmation the change must spend in its transaction.
-    async fn confirm_destructive(&self, store: &Store) -> Result<Option<String>> {
+    pub(crate) async fn confirm_destructive(&self, store: &Store) -> Result<Option<String>> {
         match self {
-            Self::Cli => Ok(None),
+            Self::Cli | Self::Key { .. } => Ok(None),
             Self::Admin(admin) => admin.confirmation(store).await,
         }
     }
 
+    /// Keys need `scope` (or, with `None`, cannot do this at all); people and
+    /// the command line are not limited by scopes.
+    pub(crate) fn require(&self, scope: Option<Scope>) -> Result<()> {
+        match self {
+            Self::Key { key, .. } if !scope.is_some_and(|s| key.has(s)) => Err(missing(scope)),
+            _ => Ok(()),
+        }
+    }
+
     /// The audit row of `event`, with this actor filled in.
-    fn audit(&self, event: Event) -> AuditEvent<'_> {
+    pub(crate) fn audit(&self, event: Event) -> AuditEvent<'_> {
         match self {
             Self::Cli => AuditEvent {
                 client_addr: Some("cli"),
@@ -42,6 +60,13 @@ impl Actor<'_> {
                 actor_user_id: Some(&admin.user.id),
                 client_addr: admin.client.addr.as_deref(),
                 user_agent: admin.client.user_agent.as_deref(),
+                ..AuditEvent::new(event)
+            },
+            Self::Key { key, client } => AuditEvent {
+                actor_key_id: Some(&key.id),
+                actor_key_name: Some(&key.name),
+                client_addr: client.addr.as_deref(),
+                user_agent: client.user_agent.as_deref(),
                 ..AuditEvent::new(event)
             },
         }
@@ -95,6 +120,7 @@ pub async fn grant_entitlement(
     name: &str,
     until: Option<i64>,
 ) -> Result<()> {
+    actor.require(Some(Scope::EntitlementsWrite))?;
     if !valid_entitlement(name) {
         return Err(AppError::Unprocessable(
             "invalid-entitlement",
@@ -126,6 +152,7 @@ pub async fn remove_entitlement(
     user_id: &str,
     name: &str,
 ) -> Result<()> {
+    actor.require(Some(Scope::EntitlementsWrite))?;
     let spend = actor.confirm_destructive(store).await?;
     store.user_by_id(user_id).await?.ok_or_else(no_such_user)?;
     let audit = AuditEvent {
@@ -152,6 +179,7 @@ pub async fn remove_entitlement(
 /// Makes a user an admin or a plain user; the last enabled admin stays one.
 /// Returns whether anything changed.
 pub async fn set_role(store: &Store, actor: &Actor<'_>, user_id: &str, role: Role) -> Result<bool> {
+    actor.require(None)?;
     let spend = actor.confirm_destructive(store).await?;
     let audit = AuditEvent {
         target_user_id: Some(user_id),
@@ -178,6 +206,7 @@ pub async fn set_disabled(
     user_id: &str,
     disabled: bool,
 ) -> Result<bool> {
+    actor.require(Some(Scope::UsersWrite))?;
     let spend = if disabled {
         actor.confirm_destructive(store).await?
     } else {
@@ -215,6 +244,7 @@ pub async fn revoke_passkey(
     actor: &Actor<'_>,
     credential_id: &str,
 ) -> Result<String> {
+    actor.require(None)?;
     let spend = actor.confirm_destructive(store).await?;
     let audit = AuditEvent {
         target: Some(credential_id),
@@ -252,6 +282,7 @@ pub async fn revoke_passkey(
 
 /// Revokes a license and ends the session it was minted under.
 pub async fn revoke_license(store: &Store, actor: &Actor<'_>, jti: &str) -> Result<LicenseRow> {
+    actor.require(Some(Scope::LicensesRevoke))?;
     let spend = actor.confirm_destructive(store).await?;
     let audit = AuditEvent {
         target: Some(jti),

@@ -3,10 +3,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::guard::Admin;
 use super::ops;
+use crate::apikeys::{Caller, HumanOnly, LicensesRevoke};
 use crate::error::Result;
 use crate::http::AppPath;
+use crate::http::ClientInfo;
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -26,10 +27,12 @@ use crate::state::AppState;
 )]
 pub(crate) async fn revoke_credential(
     State(state): State<AppState>,
-    admin: Admin,
+    caller: Caller<HumanOnly>,
+    client: ClientInfo,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
-    ops::revoke_passkey(&state.store, &admin.actor(), &id).await?;
+    let actor = caller.actor(&client);
+    ops::revoke_passkey(&state.store, &actor, &id).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -40,7 +43,7 @@ pub(crate) async fn revoke_credential(
     tag = "admin",
     operation_id = "admin_revoke_license",
     summary = "Revoke a license and end the session it was minted under",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["licenses:revoke"])),
     params(("jti" = String, Path, description = "license id")),
     responses(
         (status = 204, description = "Revoked"),
@@ -50,10 +53,12 @@ pub(crate) async fn revoke_credential(
 )]
 pub(crate) async fn revoke_license(
     State(state): State<AppState>,
-    admin: Admin,
+    caller: Caller<LicensesRevoke>,
+    client: ClientInfo,
     AppPath(jti): AppPath<String>,
 ) -> Result<StatusCode> {
-    ops::revoke_license(&state.store, &admin.actor(), &jti).await?;
+    let actor = caller.actor(&client);
+    ops::revoke_license(&state.store, &actor, &jti).await?;
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }

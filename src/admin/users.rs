@@ -5,9 +5,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::guard::Admin;
 use super::ops::no_such_user;
 use super::{limit, UserInfo};
+use crate::apikeys::{Caller, UsersRead};
 use crate::error::Result;
 use crate::http::{AppPath, AppQuery, Time};
 use crate::state::AppState;
@@ -19,6 +19,8 @@ use crate::store::now;
 pub(crate) struct UserQuery {
     /// Part of a username, or a user id.
     q: Option<String>,
+    /// Exactly this external id.
+    external_id: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 200, default 50.
@@ -47,7 +49,7 @@ pub(crate) struct UserPage {
     tag = "admin",
     operation_id = "admin_list_users",
     summary = "Search users",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["users:read"])),
     params(UserQuery),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
@@ -56,7 +58,7 @@ pub(crate) struct UserPage {
 )]
 pub(crate) async fn list_users(
     State(state): State<AppState>,
-    _admin: Admin,
+    _caller: Caller<UsersRead>,
     AppQuery(q): AppQuery<UserQuery>,
 ) -> Result<Json<UserPage>> {
     let limit = limit(q.limit)?;
@@ -65,7 +67,12 @@ pub(crate) async fn list_users(
     let query = raw.zip(key.as_deref()).map(|(raw, key)| (key, raw));
     let mut rows = state
         .store
-        .search_users(query, q.cursor.as_deref(), limit + 1)
+        .search_users(
+            query,
+            q.external_id.as_deref().filter(|s| !s.is_empty()),
+            q.cursor.as_deref(),
+            limit + 1,
+        )
         .await?;
     let next_cursor = (rows.len() as i64 > limit)
         .then(|| {
@@ -161,7 +168,7 @@ pub(crate) struct UserDetail {
     tag = "admin",
     operation_id = "admin_user_detail",
     summary = "A user with passkeys, licenses, entitlements and sessions",
-    security(("session" = [])),
+    security(("session" = []), ("apikey" = ["users:read"])),
     params(("id" = String, Path, description = "user id")),
     responses(
         (status = 200, description = "The user", body = UserDetail),
@@ -170,7 +177,7 @@ pub(crate) struct UserDetail {
 )]
 pub(crate) async fn user_detail(
     State(state): State<AppState>,
-    _admin: Admin,
+    _caller: Caller<UsersRead>,
     AppPath(id): AppPath<String>,
 ) -> Result<Json<UserDetail>> {
     let store = &state.store;

@@ -1,7 +1,9 @@
-//! The command line: `latchkey admin …`, `latchkey keys …`, `latchkey license …`.
+//! The command line: `latchkey admin …`, `latchkey apikey …`, `latchkey keys …`,
+//! `latchkey license …`.
 //! Changes go through the same operations, with the same rules, as the admin API.
 
 mod admin;
+mod apikey;
 mod backup;
 mod keys;
 mod license;
@@ -19,6 +21,7 @@ pub async fn run(common: &Common, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Admin(cmd) => admin::run(common, cmd).await,
         Command::Keys(cmd) => keys::run(common, cmd).await,
+        Command::Apikey(cmd) => apikey::run(common, cmd).await,
         Command::License(cmd) => license::run(common, cmd).await,
         Command::Backup { file } => backup::backup(common, &file).await,
         Command::Restore { file, force } => backup::restore(common, &file, force).await,

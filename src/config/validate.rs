@@ -147,6 +147,7 @@ impl ServeArgs {
             ));
         }
         self.metrics_addr()?;
+        self.business.parse()?;
         let static_dir = self.static_dir();
         if !static_dir.is_dir() {
             return Err(format!(

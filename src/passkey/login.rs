@@ -71,6 +71,14 @@ pub(crate) async fn start(
             "A username has at most 64 characters and no control characters.".into(),
         ));
     }
+    // As documented (maxLength 64): no username is longer, so this is a
+    // malformed request, not an unknown user.
+    if name.chars().count() > 64 {
+        return Err(AppError::Unprocessable(
+            "invalid-name",
+            "The username must be at most 64 characters long.".into(),
+        ));
+    }
     let key = usernames::lookup_key(name);
     let user = state
         .store

@@ -3,6 +3,7 @@
 pub(crate) mod account;
 mod assertion;
 pub mod credential;
+pub(crate) mod enroll;
 pub(crate) mod login;
 pub(crate) mod register;
 pub mod stepup;
@@ -21,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register::start))
         .routes(routes!(register::finish))
+        .routes(routes!(enroll::start))
         .routes(routes!(login::start))
         .routes(routes!(login::finish))
         .routes(routes!(account::logout))

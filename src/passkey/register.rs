@@ -24,7 +24,7 @@ use crate::store::now;
 use crate::usernames;
 use latchkey_core::jose::b64;
 
-const NEW_ACCOUNT: &str = "register";
+pub(super) const NEW_ACCOUNT: &str = "register";
 const ADD_PASSKEY: &str = "add-passkey";
 
 #[derive(Deserialize, ToSchema)]
@@ -50,14 +50,17 @@ pub(crate) struct PasskeyAdded {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Ceremony {
-    registration: PasskeyRegistration,
-    user_id: String,
-    username: String,
-    display_name: String,
+pub(super) struct Ceremony {
+    pub(super) registration: PasskeyRegistration,
+    pub(super) user_id: String,
+    pub(super) username: String,
+    pub(super) display_name: String,
+    /// The hashed enrollment code of a user made through the admin API.
+    #[serde(default)]
+    pub(super) enrollment: Option<String>,
     /// Adding a passkey: whether the session had confirmed a passkey (always, now).
     #[serde(default)]
-    stepped_up: bool,
+    pub(super) stepped_up: bool,
 }
 
 fn username_taken() -> AppError {
@@ -105,6 +108,7 @@ pub(crate) async fn start(
         username,
         display_name,
         stepped_up: false,
+        enrollment: None,
     };
     begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
     Ok(Json(
@@ -133,26 +137,25 @@ pub(crate) async fn finish(
     AppJson(credential): AppJson<RegistrationCredential>,
 ) -> Result<(StatusCode, Json<Registered>)> {
     let ceremony: Ceremony = take_ceremony(&state, &session, NEW_ACCOUNT).await?;
-    // Checked again: the rules may have changed since the ceremony started.
-    let name = usernames::parse(&ceremony.username)
-        .map_err(|e| AppError::Unprocessable("invalid-name", e.to_string()))?;
-    let new_user = NewUser {
+    // An enrolling user exists already; anyone else is created with the passkey,
+    // their name checked again: the rules may have changed since the ceremony started.
+    let name = match ceremony.enrollment {
+        Some(_) => None,
+        None => Some(
+            usernames::parse(&ceremony.username)
+                .map_err(|e| AppError::Unprocessable("invalid-name", e.to_string()))?,
+        ),
+    };
+    let new_user = name.as_ref().map(|name| NewUser {
         id: &ceremony.user_id,
         username: &ceremony.username,
         username_key: &name.key,
         username_skeleton: &name.skeleton,
         display_name: &ceremony.display_name,
-    };
+    });
     let credential = credential.into_webauthn()?;
-    let credential_id = store_passkey(
-        &state,
-        &ceremony,
-        Some(new_user),
-        &credential,
-        None,
-        &client,
-    )
-    .await?;
+    let credential_id =
+        store_passkey(&state, &ceremony, new_user, &credential, None, &client).await?;
     session::start(&session, &ceremony.user_id, &credential_id, &client).await?;
     Ok((
         StatusCode::CREATED,
@@ -211,10 +214,13 @@ async fn store_passkey(
         aaguid: &info.aaguid,
         backup_eligible: info.backup_eligible,
         backup_state: info.backup_state,
-        // The first passkey of a new account, or one added under a step-up.
-        added_with_step_up: new_user.is_some() || ceremony.stepped_up,
+        // The first passkey of a new (or enrolling) account, or one added under a step-up.
+        added_with_step_up: new_user.is_some()
+            || ceremony.enrollment.is_some()
+            || ceremony.stepped_up,
+        enrollment: ceremony.enrollment.as_deref(),
     };
-    let is_new_user = new_user.is_some();
+    let is_new_user = new_user.is_some() || ceremony.enrollment.is_some();
     let audit = AuditEvent {
         actor_user_id: Some(&ceremony.user_id),
         target_user_id: Some(&ceremony.user_id),
@@ -235,6 +241,7 @@ async fn store_passkey(
         Ok(()) => {}
         Err(RegisterError::UsernameTaken) => return Err(username_taken()),
         Err(RegisterError::CredentialExists) => return Err(already()),
+        Err(RegisterError::EnrollmentGone) => return Err(super::enroll::code_gone()),
         Err(RegisterError::Unconfirmed) => return Err(step_up_required()),
         Err(RegisterError::Store(err)) => return Err(err.into()),
     }
@@ -287,6 +294,7 @@ pub(crate) async fn add_start(
         username: user.username.clone(),
         display_name: user.display_name.clone(),
         stepped_up: true,
+        enrollment: None,
     };
     begin_ceremony(&state, &signed_in.session, ADD_PASSKEY, &ceremony).await?;
     Ok(Json(

@@ -47,6 +47,8 @@ pub struct Settings {
     pub trust_forwarded_for: bool,
     pub request_timeout: Duration,
     pub max_pending_ceremonies: i64,
+    /// Payment webhooks in, event webhooks out.
+    pub business: crate::config::Business,
 }
 
 impl Settings {
@@ -94,8 +96,9 @@ impl AppState {
             tracing::warn!("{warning}");
         }
         let given = read_kek(common)?;
+        let business = serve.business.parse().map_err(anyhow::Error::msg)?;
         let store = open_store(common, serve.db_max_connections).await?;
-        match Self::build_on(store.clone(), common, serve, given).await {
+        match Self::build_on(store.clone(), common, serve, given, business).await {
             Ok(state) => Ok(state),
             Err(err) => {
                 // Closed cleanly, SQLite leaves no -wal/-shm files behind.
@@ -110,6 +113,7 @@ impl AppState {
         common: &Common,
         serve: &ServeArgs,
         given: Option<Kek>,
+        business: crate::config::Business,
     ) -> anyhow::Result<Self> {
         let kek = open_kek(common, &store, given).await?;
         store.migrate().await?;
@@ -149,6 +153,7 @@ impl AppState {
             trust_forwarded_for: serve.trust_forwarded_for,
             request_timeout: serve.request_timeout,
             max_pending_ceremonies: serve.max_pending_ceremonies.max(1),
+            business,
         };
         let rate_limiter = RateLimiter::new([
             serve.rate_limit_ceremonies,

@@ -41,21 +41,24 @@ fn like_escape(text: &str) -> String {
 impl Store {
     /// Users whose username key contains `query.0` (a username key, see
     /// `crate::usernames::lookup_key`) or whose id is `query.1`, by username
-    /// key, after the cursor (a username key).
+    /// key, and whose external id is `external_id` when given, after the
+    /// cursor (a username key).
     pub async fn search_users(
         &self,
         query: Option<(&str, &str)>,
+        external_id: Option<&str>,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<UserSummary>> {
         let pattern = query.map(|(key, _)| format!("%{}%", like_escape(key)));
         let id = query.map(|(_, id)| id);
-        let sql = "SELECT u.id, u.username, u.username_key, u.display_name, u.role, u.disabled_at, u.created_at, \
+        let sql = "SELECT u.id, u.username, u.username_key, u.display_name, u.role, u.disabled_at, u.created_at, u.external_id, \
                    (SELECT COUNT(*) FROM credentials c WHERE c.user_id = u.id AND c.revoked_at IS NULL) AS passkeys \
                    FROM users u WHERE ($1 IS NULL OR u.username_key LIKE $1 ESCAPE '\\' OR u.id = $2) \
-                   AND ($3 IS NULL OR u.username_key > $3) ORDER BY u.username_key LIMIT $4";
+                   AND ($3 IS NULL OR u.username_key > $3) AND ($5 IS NULL OR u.external_id = $5) \
+                   ORDER BY u.username_key LIMIT $4";
         let rows: Vec<SummaryRow> = dispatch!(self.reader(), p => sqlx::query_as(sql)
-            .bind(pattern.as_deref()).bind(id).bind(after).bind(limit).fetch_all(p).await)?;
+            .bind(pattern.as_deref()).bind(id).bind(after).bind(limit).bind(external_id).fetch_all(p).await)?;
         rows.into_iter()
             .map(|r| {
                 Ok(UserSummary {

@@ -57,6 +57,19 @@ events! {
     KeyRetired = "key.retired",
     /// Every signing key re-encrypted under a new key-encryption key.
     KekRotated = "kek.rotated",
+    /// A user's external id was set or cleared.
+    UserExternalIdSet = "user.external_id_set",
+    /// A user was created through the admin API.
+    UserCreated = "user.created",
+    ApiKeyCreated = "apikey.created",
+    ApiKeyRevoked = "apikey.revoked",
+    /// A payment provider's event changed a subscription (detail: provider, event id and type).
+    BillingApplied = "billing.applied",
+    /// A payment webhook whose signature did not verify, or that could not be read.
+    BillingRejected = "billing.rejected",
+    /// An event-webhook endpoint answered 410 Gone and was disabled.
+    WebhookEndpointDisabled = "webhook.endpoint_disabled",
+    WebhookEndpointEnabled = "webhook.endpoint_enabled",
 }
 
 /// One event to record.
@@ -64,6 +77,9 @@ events! {
 pub struct AuditEvent<'a> {
     pub event: Event,
     pub actor_user_id: Option<&'a str>,
+    /// The API key a change was made with, and its name.
+    pub actor_key_id: Option<&'a str>,
+    pub actor_key_name: Option<&'a str>,
     pub target_user_id: Option<&'a str>,
     pub target: Option<&'a str>,
     pub client_addr: Option<&'a str>,
@@ -77,12 +93,19 @@ impl<'a> AuditEvent<'a> {
         Self {
             event,
             actor_user_id: None,
+            actor_key_id: None,
+            actor_key_name: None,
             target_user_id: None,
             target: None,
             client_addr: None,
             user_agent: None,
             detail: None,
         }
+    }
+
+    /// The same actor and context, for another event.
+    pub fn with(self, event: Event) -> Self {
+        Self { event, ..self }
     }
 }
 
@@ -92,6 +115,8 @@ pub struct AuditRow {
     pub at: i64,
     pub event: String,
     pub actor_user_id: Option<String>,
+    pub actor_key_id: Option<String>,
+    pub actor_key_name: Option<String>,
     pub target_user_id: Option<String>,
     pub target: Option<String>,
     pub client_addr: Option<String>,
@@ -115,8 +140,8 @@ pub fn clip(text: Option<&str>) -> Option<&str> {
 macro_rules! insert_event {
     ($e:expr, $now:expr) => {
         sqlx::query(
-            "INSERT INTO audit_log (at, event, actor_user_id, target_user_id, target, client_addr, user_agent, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO audit_log (at, event, actor_user_id, target_user_id, target, client_addr, user_agent, detail, \
+             actor_key_id, actor_key_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind($now)
         .bind($e.event.as_str())
@@ -126,6 +151,8 @@ macro_rules! insert_event {
         .bind($crate::store::audit::clip($e.client_addr))
         .bind($crate::store::audit::clip($e.user_agent))
         .bind($crate::store::audit::clip($e.detail))
+        .bind($crate::store::audit::clip($e.actor_key_id))
+        .bind($crate::store::audit::clip($e.actor_key_name))
     };
 }
 pub(crate) use insert_event;
@@ -168,7 +195,7 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AuditRow>> {
-        let sql = "SELECT id, at, event, actor_user_id, target_user_id, target, client_addr, user_agent, detail \
+        let sql = "SELECT id, at, event, actor_user_id, actor_key_id, actor_key_name, target_user_id, target, client_addr, user_agent, detail \
                    FROM audit_log WHERE ($1 IS NULL OR target_user_id = $1 OR actor_user_id = $1) \
                    AND ($2 IS NULL OR event = $2) AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4";
         let event = event.map(Event::as_str);

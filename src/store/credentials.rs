@@ -32,6 +32,9 @@ pub struct NewCredential<'a> {
     pub backup_eligible: bool,
     pub backup_state: bool,
     pub added_with_step_up: bool,
+    /// The hashed enrollment code this first passkey of a user made by an
+    /// administrator spends (in the same transaction).
+    pub enrollment: Option<&'a str>,
 }
 
 /// A user created together with their first passkey.
@@ -51,6 +54,8 @@ pub enum RegisterError {
     CredentialExists,
     /// The passkey confirmation it was started under was already spent.
     Unconfirmed,
+    /// The enrollment code was used, expired or withdrawn meanwhile.
+    EnrollmentGone,
     Store(Error),
 }
 
@@ -74,7 +79,8 @@ pub enum UseOutcome {
 }
 
 impl Store {
-    /// Stores a passkey, creating its user first when `new_user` is given, with
+    /// Stores a passkey, creating its user first when `new_user` is given (or
+    /// spending the enrollment code, hashed, of a user made without one), with
     /// its audit row, in one transaction: all rows exist afterwards or none does.
     pub async fn register_credential(
         &self,
@@ -110,6 +116,14 @@ impl Store {
                     .rows_affected();
                 if inserted == 0 {
                     return Err(RegisterError::UsernameTaken);
+                }
+            }
+            if let Some(code) = cred.enrollment {
+                let spent = sqlx::query("UPDATE enrollments SET used_at = $3 WHERE token_hash = $1 AND user_id = $2 \
+                                         AND used_at IS NULL AND expires_at > $3")
+                    .bind(code).bind(user_id).bind(now).execute(&mut *tx).await?.rows_affected();
+                if spent == 0 {
+                    return Err(RegisterError::EnrollmentGone);
                 }
             }
             let inserted = sqlx::query(&cred_sql)

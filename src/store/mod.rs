@@ -12,16 +12,20 @@ use sqlx::{PgPool, SqlitePool};
 mod error;
 
 pub mod admin;
+pub mod apikeys;
 pub mod audit;
 pub mod backup;
+pub mod billing;
 pub mod ceremonies;
 pub mod credentials;
+pub mod enrollments;
 pub mod entitlements;
 pub mod keys;
 pub mod licenses;
 pub mod revocations;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 

@@ -10,7 +10,7 @@ use super::licenses::LicenseRow;
 use super::users::Role;
 use super::{lock_invariants, spend_confirmation, transaction, Result, Store};
 
-const BUMP_LISTS: &str = "UPDATE status_lists SET version = version + 1";
+pub(super) const BUMP_LISTS: &str = "UPDATE status_lists SET version = version + 1";
 
 /// Enabled admins other than `$1`.
 const OTHER_ADMINS: &str =
@@ -61,7 +61,7 @@ pub enum Removal<T> {
 
 /// The license-revocation condition for "carries the entitlement `$2`", exact
 /// on the JSON array (never a `LIKE`: `%` and `_` would match other names).
-fn carries(sqlite: bool) -> &'static str {
+pub(super) fn carries(sqlite: bool) -> &'static str {
     if sqlite {
         "EXISTS (SELECT 1 FROM json_each(licenses.entitlements) e WHERE e.value = $2)"
     } else {

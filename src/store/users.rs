@@ -1,6 +1,7 @@
 //! Users and their roles.
 
-use super::{dispatch, Result, Store};
+use super::audit::{insert_event, AuditEvent};
+use super::{dispatch, is_unique_violation, transaction, Result, Store};
 
 /// What a user may do.
 #[derive(
@@ -39,6 +40,8 @@ pub struct User {
     pub role: Role,
     pub disabled_at: Option<i64>,
     pub created_at: i64,
+    /// The business's own id for this user (or its payment customer id).
+    pub external_id: Option<String>,
 }
 
 impl User {
@@ -56,6 +59,7 @@ pub(super) struct UserRow {
     role: String,
     disabled_at: Option<i64>,
     created_at: i64,
+    external_id: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -68,11 +72,13 @@ impl TryFrom<UserRow> for User {
             display_name: row.display_name,
             disabled_at: row.disabled_at,
             created_at: row.created_at,
+            external_id: row.external_id,
         })
     }
 }
 
-pub(super) const COLUMNS: &str = "id, username, display_name, role, disabled_at, created_at";
+pub(super) const COLUMNS: &str =
+    "id, username, display_name, role, disabled_at, created_at, external_id";
 
 impl Store {
     pub async fn user_by_id(&self, id: &str) -> Result<Option<User>> {
@@ -129,5 +135,53 @@ impl Store {
             "CREATE UNIQUE INDEX IF NOT EXISTS users_username_skeleton ON users(username_skeleton)";
         dispatch!(self.writer(), p => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
+    }
+}
+
+/// How setting an external id went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExternalIdChange {
+    Changed,
+    Unchanged,
+    NoSuchUser,
+    /// Another user already carries it.
+    Taken,
+}
+
+impl Store {
+    pub async fn user_by_external_id(&self, external_id: &str) -> Result<Option<User>> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE external_id = $1");
+        let row: Option<UserRow> = dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(external_id).fetch_optional(p).await)?;
+        row.map(User::try_from).transpose()
+    }
+
+    /// Sets (or with `None` clears) a user's external id, with its audit row.
+    /// Uniqueness is the database's: two users racing for one id cannot both win.
+    pub async fn set_external_id(
+        &self,
+        user_id: &str,
+        external_id: Option<&str>,
+        audit: &AuditEvent<'_>,
+        now: i64,
+    ) -> Result<ExternalIdChange> {
+        let outcome = transaction!(self, tx => {
+            let current: Option<(Option<String>,)> = sqlx::query_as("SELECT external_id FROM users WHERE id = $1")
+                .bind(user_id).fetch_optional(&mut *tx).await?;
+            let Some((current,)) = current else {
+                return Ok(ExternalIdChange::NoSuchUser);
+            };
+            if current.as_deref() == external_id {
+                return Ok(ExternalIdChange::Unchanged);
+            }
+            let updated = sqlx::query("UPDATE users SET external_id = $2 WHERE id = $1")
+                .bind(user_id).bind(external_id).execute(&mut *tx).await;
+            match updated {
+                Err(err) if is_unique_violation(&err) => return Ok(ExternalIdChange::Taken),
+                other => other?,
+            };
+            insert_event!(audit, now).execute(&mut *tx).await?;
+            ExternalIdChange::Changed
+        });
+        Ok(outcome)
     }
 }

@@ -108,6 +108,8 @@ pub struct TestApp {
     pub database_url: String,
     pub data_dir: Arc<TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Background tasks (the webhook senders), stopped with the app.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for TestApp {
@@ -115,6 +117,7 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        self.tasks.iter().for_each(tokio::task::JoinHandle::abort);
     }
 }
 
@@ -182,6 +185,9 @@ pub async fn spawn_app_at(
         .await
         .expect("app state");
     let router = build_router(state.clone(), default_static_dir(), serve_args.body_limit);
+    let tasks = latchkey::webhooks::start(&state)
+        .await
+        .expect("webhook senders");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -204,6 +210,7 @@ pub async fn spawn_app_at(
         database_url: database_url.to_owned(),
         data_dir,
         shutdown: Some(tx),
+        tasks,
     }
 }
 
@@ -452,12 +459,8 @@ impl TestApp {
         all.extend_from_slice(args);
         let cli = Cli::try_parse_from(all)?;
         match cli.command {
-            Some(Command::Admin(cmd)) => latchkey::cli::run(&cli.common, Command::Admin(cmd)).await,
-            Some(Command::Keys(cmd)) => latchkey::cli::run(&cli.common, Command::Keys(cmd)).await,
-            Some(Command::License(cmd)) => {
-                latchkey::cli::run(&cli.common, Command::License(cmd)).await
-            }
-            _ => anyhow::bail!("not a CLI command"),
+            Some(Command::Serve(_)) | None => anyhow::bail!("not a CLI command"),
+            Some(command) => latchkey::cli::run(&cli.common, command).await,
         }
     }
 

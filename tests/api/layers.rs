@@ -81,7 +81,16 @@ fn the_license_core_imports_no_web_framework_database_or_app_code() {
     }
 }
 
-const FEATURES: [&str; 5] = ["passkey", "license", "revocation", "admin", "health"];
+const FEATURES: [&str; 8] = [
+    "passkey",
+    "license",
+    "revocation",
+    "admin",
+    "health",
+    "apikeys",
+    "billing",
+    "webhooks",
+];
 
 #[test]
 fn the_ground_floor_imports_no_feature_and_no_feature_imports_the_router() {

@@ -79,7 +79,10 @@ async fn the_document_is_complete_and_every_documented_route_is_served() {
     let doc = document(&app).await;
     assert_eq!(doc["openapi"], "3.1.0");
     let schemes = keys(&doc["components"]["securitySchemes"]);
-    assert_eq!(schemes, ["dpop", "session"].map(String::from).into());
+    assert_eq!(
+        schemes,
+        ["apikey", "dpop", "session"].map(String::from).into()
+    );
     let mut ids = BTreeSet::new();
     let mut operations = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -317,9 +320,25 @@ async fn schemathesis_finds_no_failures() {
             "0",
             "--rate-limit-premium",
             "0",
+            // The payment webhooks check signatures (a fuzzer cannot make one).
+            "--stripe-webhook-secret",
+            "whsec_fuzz",
+            "--paddle-webhook-secret",
+            "pdl_ntfset_fuzz",
         ],
     )
     .await;
+    // A key with every scope, for the operations only keys may call.
+    let key = latchkey::apikeys::ops::create(
+        &app.state.store,
+        &latchkey::admin::ops::Actor::Cli,
+        "fuzz",
+        latchkey::apikeys::Scope::ALL,
+        None,
+    )
+    .await
+    .unwrap()
+    .secret;
     // What the fuzzer then does with these accounts (promote, disable, revoke
     // passkeys it finds through the links it infers) is real API use.
     let mut admin = app.register("fuzz-admin").await;
@@ -354,6 +373,7 @@ async fn schemathesis_finds_no_failures() {
                 .arg("--report-dir")
                 .arg(&report)
                 .env("LATCHKEY_SESSION", &cookie)
+                .env("LATCHKEY_FUZZ_KEY", &key)
                 .env("LATCHKEY_FUZZ_ORIGIN", ORIGIN)
                 .output()
                 .unwrap()

@@ -211,3 +211,13 @@ fn soft_authenticator_refuses_excluded_credentials() {
         .create(&again, ORIGIN, &Tweaks::default())
         .is_err());
 }
+
+on_both_databases! {
+    async fn a_username_longer_than_the_documented_64_characters_is_refused_at_sign_in_start(app) {
+        let reply = app.post("/api/login/start", &json!({"username": "0".repeat(65)})).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text);
+        assert_eq!(reply.problem(), "invalid-name");
+        let fits = app.post("/api/login/start", &json!({"username": "0".repeat(64)})).await;
+        assert_eq!(fits.status, StatusCode::OK, "an unknown name of a legal length gets options");
+    }
+}

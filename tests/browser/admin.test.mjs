@@ -371,6 +371,72 @@ h.suite('admin page', QUIET, (s) => {
     }
   });
 
+  test('an admin makes an API key shown once; its calls are audited as the key; the delivery log shows failed sends', h.TEST, async () => {
+    // A server whose webhook receiver is not listening: every delivery fails and is logged.
+    const hooked = await h.startServer({
+      ...QUIET,
+      LATCHKEY_WEBHOOK_URL: 'http://127.0.0.1:9/hooks',
+      LATCHKEY_WEBHOOK_SECRET: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+      LATCHKEY_WEBHOOK_RETRY_SCHEDULE: '1h',
+      LATCHKEY_WEBHOOK_POLL: '100ms',
+    });
+    const device = await adminDevice(null, hooked);
+    const { page } = device;
+    try {
+      await signedInAdmin(device, 'kim', hooked);
+      const keys = page.getByRole('region', { name: 'API keys' });
+      await page.getByRole('textbox', { name: 'Key name' }).fill('crm-sync');
+      await page.getByRole('checkbox', { name: 'users:read: Read users' }).check();
+      await page.getByRole('checkbox', { name: 'users:write: Disable, enable users; set external ids' }).check();
+      await page.getByRole('button', { name: 'Make API key', exact: true }).click();
+      await page.getByRole('dialog', { name: 'Make API key crm-sync?' }).getByRole('button', { name: 'Confirm', exact: true }).click();
+      await h.expectText(page, 'API key crm-sync made. Copy it now: it is shown only once.');
+      const secret = await page.getByRole('status', { name: 'New API key' }).or(page.locator('#apikey-secret-value')).first().textContent();
+      assert.match(secret, /^lk_[0-9A-Za-z]{36}$/);
+      const row = page.getByRole('row').filter({ hasText: 'crm-sync' });
+      await row.getByText('never', { exact: true }).first().waitFor();
+      const list = page.getByRole('region', { name: 'API key list' });
+      assert.ok(!(await list.innerText()).includes(secret.slice(8)), 'the list shows only the start of the key');
+
+      // A server calls with the key: no cookie, no Origin.
+      const call = (method, path, body) =>
+        fetch(local(`${hooked.origin}${path}`), {
+          method,
+          headers: { Authorization: `Bearer ${secret}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+          body: body ? JSON.stringify(body) : undefined,
+        });
+      const found = await (await call('GET', '/api/admin/users?q=kim')).json();
+      const kim = found.users.find((u) => u.username === 'kim');
+      assert.equal((await call('PATCH', `/api/admin/users/${kim.id}`, { external_id: 'crm-42' })).status, 200);
+      assert.equal((await call('POST', `/api/admin/users/${kim.id}/entitlements`, { name: 'premium' })).status, 403, 'no entitlements:write');
+
+      await openUser(page, 'kim');
+      await page.getByRole('definition').filter({ hasText: 'crm-42' }).waitFor();
+      await page.getByRole('button', { name: 'Show events', exact: true }).click();
+      await page.getByRole('row').filter({ hasText: 'user.external_id_set' }).getByText('key crm-sync', { exact: true }).waitFor();
+
+      // Deliveries to the dead receiver: pending, with the reason.
+      const log = page.getByRole('region', { name: 'Webhook delivery log' });
+      for (let i = 0; ; i++) {
+        await page.getByRole('button', { name: 'Refresh deliveries', exact: true }).click();
+        if ((await log.innerText()).includes('could not connect')) break;
+        assert.ok(i < 100, 'no failed delivery shown');
+        await page.waitForTimeout(100); // polling the service for the sender's first attempt
+      }
+      assert.match(await log.innerText(), /user\.registered/);
+
+      await keys.getByRole('button', { name: 'Revoke crm-sync', exact: true }).click();
+      await page.getByRole('dialog', { name: 'Revoke API key crm-sync?' }).getByRole('button', { name: 'Confirm', exact: true }).click();
+      await h.expectText(page, 'API key crm-sync revoked.');
+      await row.getByText('Revoked', { exact: true }).waitFor();
+      assert.equal((await call('GET', '/api/admin/users')).status, 401);
+      await device.assertClean();
+    } finally {
+      await device.context.close();
+      await hooked.stop();
+    }
+  });
+
   test('at phone width nothing overflows, every control is named and the chart has a text alternative', h.TEST, async () => {
     const device = await adminDevice({ width: 360, height: 740 });
     const { page } = device;
