@@ -13,9 +13,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -36,8 +37,67 @@ use crate::http::ratelimit::rate_limit;
 use crate::state::AppState;
 use crate::store::sessions::SessionDb;
 
-/// The whole HTTP surface.
+/// The whole HTTP surface, under the base path when there is one.
 pub fn build_router(state: AppState, static_dir: PathBuf, body_limit: usize) -> Router {
+    let base = state.settings.base_path.clone();
+    let router = routes(state, static_dir, body_limit);
+    if base.is_empty() {
+        router
+    } else {
+        Router::new()
+            .fallback_service(router)
+            .layer(from_fn_with_state(Arc::<str>::from(base), under_base))
+    }
+}
+
+/// Everything is served under the base path: its prefix is taken off before
+/// routing, so routes, rate-limit classes and metrics labels stay the same;
+/// `/auth` itself redirects to `/auth/`, where the pages' relative links work.
+async fn under_base(State(base): State<Arc<str>>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let query = request
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    if path == &*base {
+        let location = format!("{base}/{query}");
+        return (
+            StatusCode::PERMANENT_REDIRECT,
+            [(header::LOCATION, location)],
+        )
+            .into_response();
+    }
+    let Some(rest) = path.strip_prefix(&*base).filter(|r| r.starts_with('/')) else {
+        return crate::error::AppError::not_found(
+            "not-found",
+            format!("This service answers under {base}/ only."),
+        )
+        .into_response();
+    };
+    match format!("{rest}{query}").parse::<Uri>() {
+        Ok(inner) => {
+            *request.uri_mut() = inner;
+            next.run(request).await
+        }
+        Err(_) => StatusCode::BAD_REQUEST.into_response(),
+    }
+}
+
+/// The 404 page, with its root-relative links put under the base path (it is
+/// shown at any depth, so it cannot use relative links as the other pages do).
+fn not_found_page(static_dir: &std::path::Path, base: &str) -> Html<String> {
+    let page = std::fs::read_to_string(static_dir.join("404.html")).unwrap_or_else(|_| {
+        "<!doctype html><title>Not found</title><p>There is nothing at this address.</p>".into()
+    });
+    Html(
+        page.replace("href=\"/", &format!("href=\"{base}/"))
+            .replace("src=\"/", &format!("src=\"{base}/")),
+    )
+}
+
+/// The routes, pages and layers, as seen below the base path.
+fn routes(state: AppState, static_dir: PathBuf, body_limit: usize) -> Router {
     let settings = state.settings.clone();
     let anonymous_ttl = i64::try_from(settings.ceremony_ttl.as_secs()).unwrap_or(300);
     let sessions = SessionManagerLayer::new(SessionDb::new(state.store.clone(), anonymous_ttl))
@@ -53,9 +113,10 @@ pub fn build_router(state: AppState, static_dir: PathBuf, body_limit: usize) -> 
         .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
             settings.session_ttl_secs,
         )));
+    let not_found = not_found_page(&static_dir, &settings.base_path);
     let pages = ServeDir::new(&static_dir)
         .append_index_html_on_directories(true)
-        .not_found_service(ServeFile::new(static_dir.join("404.html")));
+        .not_found_service(any(move || std::future::ready(not_found.clone())));
     let admin_page = ServeFile::new(static_dir.join("admin.html"));
     let origin: Arc<str> = settings.origin.as_str().into();
     let (api, api_doc) = session_routes()
@@ -63,7 +124,13 @@ pub fn build_router(state: AppState, static_dir: PathBuf, body_limit: usize) -> 
         .layer(from_fn_with_state(origin, same_origin_writes))
         .split_for_parts();
     let (public, public_doc) = public_routes().split_for_parts();
-    let doc = crate::openapi::document([api_doc, public_doc]);
+    let mut doc = crate::openapi::document([api_doc, public_doc]);
+    if !settings.base_path.is_empty() {
+        // Paths in the document are below the base path; the server entry says where that is.
+        doc.servers = Some(vec![utoipa::openapi::server::Server::new(
+            settings.base_path.clone(),
+        )]);
+    }
     let doc = crate::openapi::Serialized(Arc::new(
         serde_json::to_vec(&doc).unwrap_or_default().into(),
     ));

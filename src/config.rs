@@ -1,12 +1,16 @@
 //! Command line and environment configuration: every setting is a flag and a
 //! `LATCHKEY_*` variable.
 
+mod validate;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use url::Url;
+
+pub use validate::{one_line_error, parse_base_path, parse_duration};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,6 +40,19 @@ pub enum Command {
     /// Work with licenses.
     #[command(subcommand)]
     License(LicenseCommand),
+    /// Copy the live SQLite database to FILE, consistently, while the service runs.
+    Backup {
+        /// Where to write the copy; must not exist yet.
+        file: PathBuf,
+    },
+    /// Put a backup made by `latchkey backup` in place of the database (service stopped).
+    Restore {
+        /// The backup to restore.
+        file: PathBuf,
+        /// Replace an existing database.
+        #[arg(long)]
+        force: bool,
+    },
     /// Manage API keys for machines.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
@@ -101,6 +118,12 @@ pub enum KeysCommand {
     Retire {
         #[arg(allow_hyphen_values = true)]
         kid: String,
+    },
+    /// Re-encrypt every signing key under a new key-encryption key, in one transaction.
+    Rekey {
+        /// File holding the new KEK; created (mode 0600) when it does not exist.
+        #[arg(long)]
+        new_kek_file: PathBuf,
     },
 }
 
@@ -196,6 +219,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Path prefix under which everything is served, e.g. `/auth` (empty: the root).
+    #[arg(long, env = "LATCHKEY_BASE_PATH", default_value = "", value_parser = parse_base_path)]
+    pub base_path: String,
     /// Lifetime of a signed-in session; a new passkey sign-in starts a new one.
     #[arg(long, env = "LATCHKEY_SESSION_TTL", default_value = "7d", value_parser = parse_duration)]
     pub session_ttl: Duration,
@@ -373,14 +399,15 @@ impl ServeArgs {
     }
 
     /// The serve settings from the environment alone (when no command is given).
-    pub fn parse_from_env() -> Self {
+    /// Every field has a default, so only a malformed `LATCHKEY_*` variable can fail here.
+    pub fn try_parse_from_env() -> Result<Self, clap::Error> {
         #[derive(Parser)]
+        #[command(name = "latchkey")]
         struct Only {
             #[command(flatten)]
             serve: ServeArgs,
         }
-        // Every field has a default, so only a malformed LATCHKEY_* variable can fail here.
-        Only::parse_from(["latchkey"]).serve
+        Only::try_parse_from(["latchkey"]).map(|only| only.serve)
     }
 }
 
@@ -431,10 +458,6 @@ fn parse_retention(s: &str) -> Result<Duration, String> {
         return Err("the audit log keeps rows at least 30 days (e.g. 400d)".into());
     }
     Ok(d)
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 10m, 7d)"))
 }
 
 /// The `static` folder shipped with the source, where the PWA lives.

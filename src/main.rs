@@ -2,13 +2,29 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use latchkey::config::{Cli, Command, LogFormat, ServeArgs};
+use clap::{CommandFactory, Parser};
+use latchkey::config::{one_line_error, Cli, Command, Common, LogFormat, ServeArgs};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(&cli.common.log, cli.common.log_format);
+    let mut cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return clap_failure(err),
+    };
+    if cli.command.is_none() {
+        match ServeArgs::try_parse_from_env() {
+            Ok(args) => cli.command = Some(Command::Serve(Box::new(args))),
+            Err(err) => return clap_failure(err),
+        }
+    }
+    let filter = match EnvFilter::try_new(&cli.common.log) {
+        Ok(filter) => filter,
+        Err(err) => {
+            eprintln!("latchkey: LATCHKEY_LOG is not a valid log filter (example: info,latchkey=debug): {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(filter, cli.common.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,34 +44,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// Help and version are printed as clap makes them; a wrong flag or
+/// `LATCHKEY_*` value is one line naming the setting, like every start-up check.
+fn clap_failure(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => err.exit(),
+        _ => {
+            eprintln!("latchkey: {}", one_line_error(&err, &Cli::command()));
+            ExitCode::from(2)
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let common = cli.common;
     match cli.command {
-        None => serve(&common, &ServeArgs::parse_from_env()).await,
+        None => anyhow::bail!("no command"),
         Some(Command::Serve(args)) => serve(&common, &args).await,
         Some(command) => latchkey::cli::run(&common, command).await,
     }
 }
 
-async fn serve(common: &latchkey::config::Common, args: &ServeArgs) -> anyhow::Result<()> {
+async fn serve(common: &Common, args: &ServeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let state = latchkey::state::AppState::build(common, args).await?;
-    let static_dir = args
-        .static_dir
-        .clone()
-        .unwrap_or_else(latchkey::config::default_static_dir);
-    let router = latchkey::app::build_router(state.clone(), static_dir, args.body_limit);
+    // Settings first, then the listeners (a port in use stops start-up before
+    // any data is written), then the database and keys.
+    args.validate(common).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {} (LATCHKEY_LISTEN): {e}", args.listen))?;
+        .map_err(|e| anyhow::anyhow!("LATCHKEY_LISTEN: cannot listen on {}: {e}", args.listen))?;
+    let metrics_listener = match args.metrics_addr().map_err(anyhow::Error::msg)? {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            anyhow::anyhow!("LATCHKEY_METRICS_LISTEN: cannot listen on {addr}: {e}")
+        })?),
+        None => None,
+    };
+    let state = latchkey::state::AppState::build(common, args).await?;
+    let router = latchkey::app::build_router(state.clone(), args.static_dir(), args.body_limit);
     let upkeep = state.spawn_upkeep(args.cache_refresh);
     let senders = latchkey::webhooks::start(&state).await?;
-    if args.metrics_listen != "off" {
-        let addr: std::net::SocketAddr = args.metrics_listen.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "LATCHKEY_METRICS_LISTEN must be an address such as 127.0.0.1:9464, or off"
-            )
-        })?;
+    if let Some(listener) = metrics_listener {
         let handle = latchkey::metrics::install()
             .ok_or_else(|| anyhow::anyhow!("cannot install the metrics recorder"))?;
         // Histograms buffer samples until rendered: fold them in regularly even
@@ -68,9 +99,6 @@ async fn serve(common: &latchkey::config::Common, args: &ServeArgs) -> anyhow::R
                 upkeep_handle.run_upkeep();
             }
         });
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            anyhow::anyhow!("cannot listen on {addr} (LATCHKEY_METRICS_LISTEN): {e}")
-        })?;
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, latchkey::metrics::router(handle)).await {
                 tracing::warn!(error = %err, "metrics listener stopped");
@@ -80,6 +108,8 @@ async fn serve(common: &latchkey::config::Common, args: &ServeArgs) -> anyhow::R
     tracing::info!(
         listen = %args.listen,
         origin = %state.settings.origin,
+        base_path = %state.settings.base_path,
+        version = env!("CARGO_PKG_VERSION"),
         startup_ms = started.elapsed().as_millis() as u64,
         "latchkey is ready"
     );
@@ -121,8 +151,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-fn init_tracing(filter: &str, format: LogFormat) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_tracing(filter: EnvFilter, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);

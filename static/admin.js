@@ -23,6 +23,7 @@ const EVENTS = [
   'user.enabled',
   'key.rotated',
   'key.retired',
+  'kek.rotated',
   'user.external_id_set',
   'apikey.created',
   'apikey.revoked',
@@ -145,6 +146,9 @@ class ServiceError extends Error {
 }
 
 /** One JSON request; a non-2xx answer becomes a ServiceError carrying the problem's detail. */
+// Where the service is: this module's own folder (the base path, e.g. /auth/).
+const BASE = new URL('.', import.meta.url).pathname.replace(/\/$/, '');
+
 async function api(method, path, body) {
   const init = { method, credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } };
   if (body !== undefined) {
@@ -153,7 +157,7 @@ async function api(method, path, body) {
   }
   let res;
   try {
-    res = await fetch(path, init);
+    res = await fetch(BASE + path, init);
   } catch {
     throw new ServiceError('The service cannot be reached. Check the connection and try again.');
   }

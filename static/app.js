@@ -3,7 +3,11 @@
 
 import { createLatchkey } from './latchkey.js';
 
+// This page is served from Latchkey itself, so the service's base path (e.g. /auth) is
+// this module's own folder.
+const HERE = new URL('./', import.meta.url);
 const latchkey = createLatchkey({
+  base: HERE.pathname,
   // Adding or removing a passkey, or signing out everywhere, may first ask for one.
   onStepUp: () => {
     say("Confirm it's you: use one of your passkeys for this account.");
@@ -346,7 +350,7 @@ setInterval(() => {
 async function registerServiceWorker() {
   if (!('serviceWorker' in navigator)) return;
   try {
-    await navigator.serviceWorker.register('/sw.js', { scope: '/', type: 'classic' });
+    await navigator.serviceWorker.register(new URL('sw.js', HERE), { scope: HERE.pathname, type: 'classic' });
   } catch (error) {
     console.warn('Offline support is off: the service worker did not register.', error);
   }

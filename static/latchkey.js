@@ -69,6 +69,8 @@ export class LatchkeyError extends Error {
 /**
  * @typedef {object} LatchkeyOptions
  * @property {string} [origin] the Latchkey service origin (default: this page's origin)
+ * @property {string} [base] the path Latchkey is served under on that origin, e.g. '/auth'
+ *   (LATCHKEY_BASE_PATH; default '': the root)
  * @property {string} [audience] expected license `aud` (default: origin)
  * @property {string} [issuer] expected license `iss` (default: origin)
  * @property {string} [rpId] WebAuthn RP ID (default: this page's hostname)
@@ -103,11 +105,25 @@ export class LatchkeyError extends Error {
  */
 
 /**
+ * A base path as the service spells it: '' or '/segment[/segment…]', no trailing slash.
+ * @param {string | undefined} value
+ */
+export function basePath(value) {
+  if (value === undefined || value === null || value === '' || value === '/') return '';
+  const text = String(value).replace(/\/+$/, '');
+  if (!/^(\/[A-Za-z0-9._~-]+)+$/.test(text) || /\/\.{1,2}(\/|$)/.test(text)) {
+    throw new TypeError(`base must be a path such as '/auth', got ${JSON.stringify(value)}`);
+  }
+  return text;
+}
+
+/**
  * Creates a Latchkey client bound to one service origin.
  * @param {LatchkeyOptions} [options]
  */
 export function createLatchkey(options = {}) {
   const origin = new URL(options.origin ?? globalThis.location.origin).origin;
+  const base = basePath(options.base);
   const audience = options.audience ?? origin;
   const issuer = options.issuer ?? origin;
   const rpId = options.rpId ?? globalThis.location.hostname;
@@ -144,7 +160,7 @@ export function createLatchkey(options = {}) {
   }
 
   async function request(path, init = {}) {
-    const url = path.startsWith('http') ? path : origin + path;
+    const url = path.startsWith('http') ? path : origin + base + path;
     let res;
     try {
       res = await http(url, { credentials: 'include', ...init });
@@ -362,6 +378,7 @@ export function createLatchkey(options = {}) {
 
   const api = {
     origin,
+    base,
     rpId,
 
     /**
@@ -565,7 +582,7 @@ export function createLatchkey(options = {}) {
      */
     async fetchLicense() {
       const device = await api.ensureDeviceKey();
-      const res = await dpopRequest('POST', `${origin}/api/licenses`, device);
+      const res = await dpopRequest('POST', `${origin}${base}/api/licenses`, device);
       if (res.status === 401) {
         await kv.del(['account']);
         throw await problemError(res, 'Sign in to get an offline license.');
@@ -743,7 +760,7 @@ export function createLatchkey(options = {}) {
       const state = await readCheckState();
       if (!state.license?.token) throw new LatchkeyError('Get an offline license first.');
       const device = await api.ensureDeviceKey();
-      const res = await dpopRequest('GET', origin + path, device, { accessToken: state.license.token });
+      const res = await dpopRequest('GET', origin + base + path, device, { accessToken: state.license.token });
       if (!res.ok) throw await problemError(res);
       return res.json();
     },

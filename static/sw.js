@@ -2,11 +2,13 @@
 // list stay available offline. Responses that carry tokens or personal data are never cached.
 
 const CACHE = 'latchkey-shell-v1';
-const SHELL = ['/', '/app.js', '/app.css', '/latchkey.js', '/latchkey-core.js', '/manifest.webmanifest'];
-const OPTIONAL = ['/icons/icon.svg', '/icons/icon-192.png', '/icons/icon-512.png'];
+// Everything lives under the service's base path (e.g. /auth/), which is this worker's folder.
+const BASE = new URL('./', self.location).pathname;
+const SHELL = ['', 'app.js', 'app.css', 'latchkey.js', 'latchkey-core.js', 'manifest.webmanifest'].map((p) => BASE + p);
+const OPTIONAL = ['icons/icon.svg', 'icons/icon-192.png', 'icons/icon-512.png'].map((p) => BASE + p);
 
-// Public, signed data: network first so a fresh copy is kept whenever we are online.
-const PUBLIC_DATA = [/^\/\.well-known\/jwks\.json$/, /^\/api\/status-lists\/[^/]+$/];
+// Public, signed data (paths below BASE): network first so a fresh copy is kept whenever we are online.
+const PUBLIC_DATA = [/^\.well-known\/jwks\.json$/, /^api\/status-lists\/[^/]+$/];
 
 // Marks a response that came from this cache, so the page knows it did not reach the service.
 const CACHE_MARK = 'x-latchkey-cache';
@@ -36,22 +38,23 @@ self.addEventListener('fetch', (event) => {
   const request = event.request;
   if (request.method !== 'GET') return;
   const url = new URL(request.url);
-  if (url.origin !== self.location.origin) return;
+  if (url.origin !== self.location.origin || !url.pathname.startsWith(BASE)) return;
   const path = url.pathname;
+  const below = path.slice(BASE.length);
 
-  if (PUBLIC_DATA.some((re) => re.test(path))) {
+  if (PUBLIC_DATA.some((re) => re.test(below))) {
     const fresh = new Request(request.url, { headers: request.headers, cache: 'no-store' });
     event.respondWith(networkFirst(request, fresh, { store: true }));
     return;
   }
   // Everything else under /api/ (licenses, /api/me, ceremonies, premium, admin) goes straight
   // to the network and is never stored.
-  if (path.startsWith('/api/') || path.startsWith('/admin')) return;
+  if (below.startsWith('api/') || below.startsWith('admin')) return;
 
   const inShell = SHELL.includes(path) || OPTIONAL.includes(path);
   if (request.mode === 'navigate') {
     // Only the shell itself is stored; any page falls back to it offline.
-    event.respondWith(networkFirst(request, request, { store: inShell && url.search === '', fallback: '/' }));
+    event.respondWith(networkFirst(request, request, { store: inShell && url.search === '', fallback: BASE }));
   } else if (inShell) {
     event.respondWith(networkFirst(request, request, { store: url.search === '' }));
   }

@@ -1,18 +1,20 @@
-//! `latchkey keys …`: list, rotate and retire the license signing keys.
+//! `latchkey keys …`: list, rotate and retire the license signing keys, and
+//! re-encrypt them under a new key-encryption key.
 
-use anyhow::bail;
+use std::path::Path;
 
-use super::open;
+use anyhow::{bail, Context};
+
+use super::open_with_kek;
 use crate::config::{Common, KeysCommand};
 use crate::http::rfc3339;
-use crate::state::keys::{generate, Keyring};
-use crate::state::load_kek;
+use crate::state::kek_file;
+use crate::state::keys::{generate, Kek, Keyring};
 use crate::store::audit::{AuditEvent, Event};
-use crate::store::now;
+use crate::store::{now, Store};
 
 pub async fn run(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
-    let store = open(common).await?;
-    let kek = load_kek(common)?;
+    let (store, kek) = open_with_kek(common).await?;
     // Loading the keyring checks that the KEK opens the active key.
     let keyring = Keyring::load(&store, &kek, &common.origin_str(), &common.audience()).await?;
     let cli = |event| AuditEvent {
@@ -68,7 +70,50 @@ pub async fn run(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
             }
             println!("retired {kid}; licenses it signed no longer verify");
         }
+        KeysCommand::Rekey { new_kek_file } => {
+            let count = rekey(&store, &kek, &new_kek_file, &cli(Event::KekRotated)).await?;
+            println!(
+                "re-encrypted {count} signing keys under the KEK in {new}; now point LATCHKEY_KEK_FILE at it (or move it over {old}), restart every instance, and then destroy the old KEK",
+                new = new_kek_file.display(),
+                old = kek_file(common).display()
+            );
+        }
     }
     store.close().await;
     Ok(())
+}
+
+/// Seals every signing key anew under the KEK in `new_file` (made when it does
+/// not exist, before the database changes), in one transaction: until it
+/// commits the old KEK opens every key, afterwards the new one does.
+async fn rekey(
+    store: &Store,
+    kek: &Kek,
+    new_file: &Path,
+    audit: &AuditEvent<'_>,
+) -> anyhow::Result<usize> {
+    let new = match Kek::read_file(new_file, "--new-kek-file")? {
+        Some(new) => new,
+        None => Kek::create(new_file, "--new-kek-file")?,
+    };
+    if new.same_as(kek) {
+        bail!("--new-kek-file holds the KEK in use already; give a new file");
+    }
+    let rows = store.signing_keys().await?;
+    let mut resealed = Vec::with_capacity(rows.len());
+    // Oldest first; every key, retired ones too.
+    for row in rows.iter().rev() {
+        let secret = kek.open(&row.kid, &row.sealed_private).with_context(|| {
+            format!(
+                "signing key {} is not sealed with the current KEK; nothing was changed",
+                row.kid
+            )
+        })?;
+        let sealed = new.seal(&row.kid, &secret)?;
+        new.open(&row.kid, &sealed)
+            .context("the new KEK does not open what it sealed; nothing was changed")?;
+        resealed.push((row.kid.clone(), row.sealed_private.clone(), sealed));
+    }
+    store.reseal_signing_keys(&resealed, audit, now()).await?;
+    Ok(resealed.len())
 }

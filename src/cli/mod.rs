@@ -4,13 +4,15 @@
 
 mod admin;
 mod apikey;
+mod backup;
 mod keys;
 mod license;
 
 use anyhow::Context;
 
 use crate::config::{Command, Common};
-use crate::state::open_store;
+use crate::state::keys::Kek;
+use crate::state::{open_kek, open_store, read_kek};
 use crate::store::users::User;
 use crate::store::Store;
 
@@ -21,6 +23,8 @@ pub async fn run(common: &Common, command: Command) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys::run(common, cmd).await,
         Command::Apikey(cmd) => apikey::run(common, cmd).await,
         Command::License(cmd) => license::run(common, cmd).await,
+        Command::Backup { file } => backup::backup(common, &file).await,
+        Command::Restore { file, force } => backup::restore(common, &file, force).await,
         Command::Migrate => {
             let store = open(common).await?;
             store.close().await;
@@ -38,6 +42,27 @@ async fn open(common: &Common) -> anyhow::Result<Store> {
     store.migrate().await?;
     crate::state::migrate_usernames(&store).await?;
     Ok(store)
+}
+
+/// Opens the database and the KEK, then migrates: a missing KEK next to
+/// sealed keys is refused before anything is written.
+async fn open_with_kek(common: &Common) -> anyhow::Result<(Store, Kek)> {
+    common.validate().map_err(anyhow::Error::msg)?;
+    let given = read_kek(common)?;
+    let store = open_store(common, 2).await?;
+    let opened = async {
+        let kek = open_kek(common, &store, given).await?;
+        store.migrate().await?;
+        anyhow::Ok(kek)
+    }
+    .await;
+    match opened {
+        Ok(kek) => Ok((store, kek)),
+        Err(err) => {
+            store.close().await;
+            Err(err)
+        }
+    }
 }
 
 /// A user by username or id.

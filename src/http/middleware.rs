@@ -52,8 +52,8 @@ pub async fn security_headers(State(https): State<bool>, request: Request, next:
     }
     if is_sw {
         // The service worker must be re-checked on every load so updates are picked up.
+        // (No Service-Worker-Allowed: its scope is its own folder, the base path.)
         set(h, "cache-control", "no-cache");
-        set(h, "service-worker-allowed", "/");
     } else if is_api && !h.contains_key(header::CACHE_CONTROL) {
         // API answers carry sessions, challenges, tokens or personal data unless they say otherwise.
         set(h, "cache-control", "no-store");

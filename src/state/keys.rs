@@ -29,29 +29,47 @@ impl std::fmt::Debug for Kek {
 }
 
 impl Kek {
-    /// From `LATCHKEY_KEK` (base64url of 32 bytes) or the key file, which is
-    /// created with mode 0600 when it does not exist and no KEK was given.
-    pub fn load(explicit: Option<&str>, file: &Path) -> anyhow::Result<Self> {
+    /// From `LATCHKEY_KEK` (base64url of 32 bytes) or the key file; `None` when
+    /// neither is set and the file does not exist. Reads only: whether a new key
+    /// may be made is the caller's decision (never when keys are sealed already).
+    pub fn read(explicit: Option<&str>, file: &Path) -> anyhow::Result<Option<Self>> {
         if let Some(text) = explicit {
             return Self::decode(text)
+                .map(Some)
                 .context("LATCHKEY_KEK must be 32 random bytes in base64url (43 characters)");
         }
+        Self::read_file(file, "LATCHKEY_KEK_FILE")
+    }
+
+    /// The KEK in `file`, or `None` when it does not exist; errors name `setting`.
+    pub fn read_file(file: &Path, setting: &str) -> anyhow::Result<Option<Self>> {
         match std::fs::read_to_string(file) {
-            Ok(text) => Self::decode(text.trim()).with_context(|| {
-                format!("the key file {} does not hold a valid KEK", file.display())
+            Ok(text) => Self::decode(text.trim()).map(Some).with_context(|| {
+                format!(
+                    "{setting}: {} does not hold a valid KEK (32 bytes in base64url)",
+                    file.display()
+                )
             }),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                let mut bytes = Zeroizing::new([0u8; 32]);
-                OsRng.fill_bytes(bytes.as_mut());
-                write_private_file(file, &b64(bytes.as_ref()))
-                    .with_context(|| format!("cannot create the key file {}", file.display()))?;
-                tracing::warn!(path = %file.display(), "created a new key-encryption key file (mode 0600); back it up: without it the signing keys cannot be used");
-                Ok(Self(bytes))
-            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(err) => {
-                Err(err).with_context(|| format!("cannot read the key file {}", file.display()))
+                Err(err).with_context(|| format!("{setting}: cannot read {}", file.display()))
             }
         }
+    }
+
+    /// A new random KEK, written to `file` (mode 0600), which must not exist yet.
+    pub fn create(file: &Path, setting: &str) -> anyhow::Result<Self> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(bytes.as_mut());
+        write_private_file(file, &b64(bytes.as_ref()))
+            .with_context(|| format!("{setting}: cannot create {}", file.display()))?;
+        Ok(Self(bytes))
+    }
+
+    /// Whether two KEKs are the same key. Compares digests derived from them, so
+    /// the comparison's timing says nothing about the keys themselves.
+    pub fn same_as(&self, other: &Kek) -> bool {
+        self.derive("kek identity") == other.derive("kek identity")
     }
 
     fn decode(text: &str) -> anyhow::Result<Self> {

@@ -30,6 +30,8 @@ use throttle::AuditThrottle;
 pub struct Settings {
     /// The public origin without a trailing slash, e.g. `http://localhost:8080`.
     pub origin: String,
+    /// The path prefix everything is served under (`/auth`), or empty for the root.
+    pub base_path: String,
     pub audience: String,
     pub license_ttl: Duration,
     pub ceremony_ttl: Duration,
@@ -50,14 +52,16 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The public URI of status list `id`, as licenses name it.
+    /// The public URI of status list `id`, as licenses name it: what the
+    /// browser fetches through the proxy, base path included.
     pub fn status_list_uri(&self, id: i64) -> String {
-        format!("{}/api/status-lists/{id}", self.origin)
+        self.public_uri(&format!("/api/status-lists/{id}"))
     }
 
-    /// The URI a client addresses for `path`, as a DPoP proof's `htu` names it.
+    /// The URI a client addresses for `path` (a route of this service), as a
+    /// DPoP proof's `htu` names it: public origin, then base path.
     pub fn public_uri(&self, path: &str) -> String {
-        format!("{}{path}", self.origin)
+        format!("{}{}{path}", self.origin, self.base_path)
     }
 }
 
@@ -85,17 +89,38 @@ fn secs(d: Duration) -> i64 {
 }
 
 impl AppState {
-    /// Connects, migrates, loads the signing keys: everything `serve` needs.
+    /// Checks every setting, then connects, migrates and loads the signing keys:
+    /// everything `serve` needs. Nothing is written before the settings pass.
     pub async fn build(common: &Common, serve: &ServeArgs) -> anyhow::Result<Self> {
-        common.validate().map_err(anyhow::Error::msg)?;
+        for warning in serve.validate(common).map_err(anyhow::Error::msg)? {
+            tracing::warn!("{warning}");
+        }
+        let given = read_kek(common)?;
         let business = serve.business.parse().map_err(anyhow::Error::msg)?;
         let store = open_store(common, serve.db_max_connections).await?;
+        match Self::build_on(store.clone(), common, serve, given, business).await {
+            Ok(state) => Ok(state),
+            Err(err) => {
+                // Closed cleanly, SQLite leaves no -wal/-shm files behind.
+                store.close().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn build_on(
+        store: Store,
+        common: &Common,
+        serve: &ServeArgs,
+        given: Option<Kek>,
+        business: crate::config::Business,
+    ) -> anyhow::Result<Self> {
+        let kek = open_kek(common, &store, given).await?;
         store.migrate().await?;
         migrate_usernames(&store).await?;
         store
             .set_audit_retention(secs(serve.audit_retention))
             .await?;
-        let kek = load_kek(common)?;
         let origin = common.origin_str();
         let keyring = Keyring::load(&store, &kek, &origin, &common.audience()).await?;
         // `rp_id` is bound into every passkey: changing it orphans all of them.
@@ -112,6 +137,7 @@ impl AppState {
         status.refresh(&store).await?;
         let settings = Settings {
             origin,
+            base_path: serve.base_path.clone(),
             audience: common.audience(),
             license_ttl: common.license_ttl,
             ceremony_ttl: serve.ceremony_ttl,
@@ -270,11 +296,36 @@ pub async fn open_store(common: &Common, max_connections: u32) -> anyhow::Result
     Store::connect(&url, max_connections).await
 }
 
-/// The key-encryption key from `LATCHKEY_KEK` or its file.
-pub fn load_kek(common: &Common) -> anyhow::Result<Kek> {
-    let file = common
+/// The file that holds the KEK: `LATCHKEY_KEK_FILE`, or `kek` in the data directory.
+pub fn kek_file(common: &Common) -> std::path::PathBuf {
+    common
         .kek_file
         .clone()
-        .unwrap_or_else(|| common.data_dir.join("kek"));
-    Kek::load(common.kek.as_ref().map(|s| s.expose()), &file)
+        .unwrap_or_else(|| common.data_dir.join("kek"))
+}
+
+/// The key-encryption key from `LATCHKEY_KEK` or its file, if there is one
+/// (a malformed one is an error). Reads only.
+pub fn read_kek(common: &Common) -> anyhow::Result<Option<Kek>> {
+    Kek::read(common.kek.as_ref().map(|s| s.expose()), &kek_file(common))
+}
+
+/// The KEK `given` by [`read_kek`], or a new one. A new key file is made only
+/// for a database that holds no signing keys yet (looked at before migrating,
+/// so a refusal writes nothing): a new KEK next to keys sealed with another
+/// one would orphan every license in the field.
+pub async fn open_kek(common: &Common, store: &Store, given: Option<Kek>) -> anyhow::Result<Kek> {
+    if let Some(kek) = given {
+        return Ok(kek);
+    }
+    let file = kek_file(common);
+    if store.has_signing_keys().await? {
+        anyhow::bail!(
+            "LATCHKEY_KEK_FILE: {} is missing, but the database holds signing keys sealed with a KEK; restore that file (or set LATCHKEY_KEK): a new KEK would orphan every license",
+            file.display()
+        );
+    }
+    let kek = Kek::create(&file, "LATCHKEY_KEK_FILE")?;
+    tracing::warn!(path = %file.display(), "created a new key-encryption key file (mode 0600); back it up: without it the signing keys cannot be used");
+    Ok(kek)
 }

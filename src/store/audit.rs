@@ -55,6 +55,8 @@ events! {
     UserEnabled = "user.enabled",
     KeyRotated = "key.rotated",
     KeyRetired = "key.retired",
+    /// Every signing key re-encrypted under a new key-encryption key.
+    KekRotated = "kek.rotated",
     /// A user's external id was set or cleared.
     UserExternalIdSet = "user.external_id_set",
     /// A user was created through the admin API.

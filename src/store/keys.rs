@@ -1,7 +1,7 @@
 //! License signing keys: public half in clear, private half sealed under the KEK.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, transaction, Result, Store};
+use super::{dispatch, transaction, Backend, Error, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KeyRow {
@@ -66,5 +66,67 @@ impl Store {
     pub async fn signing_keys_version(&self) -> Result<(i64, i64, i64)> {
         let sql = "SELECT COUNT(*), COALESCE(MAX(generation), 0), CAST(COALESCE(SUM(COALESCE(retired_at, 0)), 0) AS BIGINT) FROM signing_keys";
         Ok(dispatch!(self.reader(), p => sqlx::query_as(sql).fetch_one(p).await)?)
+    }
+
+    /// Whether the database holds any signing key; safe before migrations (a
+    /// database without the table holds none), so start-up can decide about
+    /// the KEK before writing anything.
+    pub async fn has_signing_keys(&self) -> Result<bool> {
+        let table = match self.reader() {
+            Backend::Sqlite(p) => sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'signing_keys'",
+            )
+            .fetch_one(p)
+            .await?
+                > 0,
+            Backend::Postgres(p) => {
+                sqlx::query_scalar::<_, bool>("SELECT to_regclass('signing_keys') IS NOT NULL")
+                    .fetch_one(p)
+                    .await?
+            }
+        };
+        if !table {
+            return Ok(false);
+        }
+        let n: i64 = dispatch!(self.reader(), p => sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys").fetch_one(p).await)?;
+        Ok(n > 0)
+    }
+
+    /// Replaces the sealed private half of every signing key, all in one
+    /// transaction: `resealed` holds `(kid, sealed now, sealed anew)` for each
+    /// key, oldest first. If the table no longer matches (a key added, or one
+    /// sealed differently meanwhile) nothing changes and `Conflict` is returned.
+    pub async fn reseal_signing_keys(
+        &self,
+        resealed: &[(String, Vec<u8>, Vec<u8>)],
+        audit: &AuditEvent<'_>,
+        now: i64,
+    ) -> Result<()> {
+        let changed = || {
+            Error::Conflict(
+                "the signing keys changed while they were re-encrypted; run the command again"
+                    .into(),
+            )
+        };
+        transaction!(self, tx => {
+            // PostgreSQL: no key may be added or changed by another instance
+            // until this commits (SQLite's BEGIN IMMEDIATE already excludes writers).
+            if !self.is_sqlite() {
+                sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+            }
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys").fetch_one(&mut *tx).await?;
+            if usize::try_from(count).ok() != Some(resealed.len()) {
+                return Err(changed());
+            }
+            for (kid, old, new) in resealed {
+                let n = sqlx::query("UPDATE signing_keys SET sealed_private = $3 WHERE kid = $1 AND sealed_private = $2")
+                    .bind(kid).bind(old).bind(new).execute(&mut *tx).await?.rows_affected();
+                if n != 1 {
+                    return Err(changed());
+                }
+            }
+            insert_event!(audit, now).execute(&mut *tx).await?;
+        });
+        Ok(())
     }
 }

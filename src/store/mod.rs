@@ -14,6 +14,7 @@ mod error;
 pub mod admin;
 pub mod apikeys;
 pub mod audit;
+pub mod backup;
 pub mod billing;
 pub mod ceremonies;
 pub mod credentials;
@@ -89,6 +90,9 @@ enum Pools {
     Sqlite {
         read: SqlitePool,
         write: SqlitePool,
+        /// A shared lock on the database's directory while open: `latchkey
+        /// restore` takes it exclusively, so it never replaces a database in use.
+        _in_use: Option<std::sync::Arc<std::fs::File>>,
     },
     Postgres(PgPool),
 }
@@ -106,6 +110,7 @@ impl Store {
                 .busy_timeout(Duration::from_millis(900))
                 .foreign_keys(true)
                 .pragma("temp_store", "memory");
+            let in_use = backup::share_directory(opts.get_filename())?;
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(1))
@@ -119,7 +124,11 @@ impl Store {
                 .await
                 .with_context(|| format!("cannot open the SQLite database {url}"))?;
             Ok(Self {
-                inner: Pools::Sqlite { read, write },
+                inner: Pools::Sqlite {
+                    read,
+                    write,
+                    _in_use: in_use,
+                },
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)
@@ -196,9 +205,20 @@ impl Store {
 
     pub async fn close(&self) {
         match &self.inner {
-            Pools::Sqlite { read, write } => {
-                read.close().await;
-                write.close().await;
+            Pools::Sqlite { read, write, .. } => {
+                // sqlx can miss a connection that is being returned to the pool
+                // while it closes; close until none is left, so that the last
+                // one checkpoints and SQLite removes its -wal and -shm files.
+                for pool in [read, write] {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                    loop {
+                        pool.close().await;
+                        if pool.size() == 0 || std::time::Instant::now() > deadline {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
             }
             Pools::Postgres(pool) => pool.close().await,
         }

@@ -74,6 +74,45 @@ pub struct Tweaks {
     pub top_origin: Option<String>,
 }
 
+impl SoftCredential {
+    /// The credential with its private key, as JSON: test fixtures keep passkeys this way.
+    pub fn export(&self) -> Value {
+        json!({
+            "id": b64(&self.id),
+            "rp_id": self.rp_id,
+            "user_handle": b64(&self.user_handle),
+            "counter": self.counter,
+            "key": b64(&self.key.to_bytes()),
+            "backup_eligible": self.backup_eligible,
+            "backup_state": self.backup_state,
+        })
+    }
+
+    /// The credential [`SoftCredential::export`] wrote.
+    pub fn import(v: &Value) -> Self {
+        let bytes = |name: &str| decode_b64(v[name].as_str().expect("field")).expect("base64url");
+        Self {
+            id: bytes("id"),
+            rp_id: v["rp_id"].as_str().expect("rp_id").to_owned(),
+            user_handle: bytes("user_handle"),
+            counter: u32::try_from(v["counter"].as_u64().expect("counter")).expect("u32"),
+            key: SigningKey::from_slice(&bytes("key")).expect("P-256 key"),
+            backup_eligible: v["backup_eligible"].as_bool().expect("flag"),
+            backup_state: v["backup_state"].as_bool().expect("flag"),
+        }
+    }
+}
+
+impl SoftAuthenticator {
+    /// An authenticator holding these credentials.
+    pub fn with_credentials(credentials: Vec<SoftCredential>) -> Self {
+        Self {
+            credentials,
+            ..Self::new()
+        }
+    }
+}
+
 impl Default for SoftAuthenticator {
     fn default() -> Self {
         Self::new()

@@ -25,6 +25,27 @@ impl DeviceKey {
         Self::Es256(p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng))
     }
 
+    /// The private key as JSON, for test fixtures.
+    pub fn export(&self) -> Value {
+        match self {
+            Self::Ed25519(k) => json!({"alg": "EdDSA", "d": b64(k.to_bytes())}),
+            Self::Es256(k) => json!({"alg": "ES256", "d": b64(k.to_bytes())}),
+        }
+    }
+
+    /// The key [`DeviceKey::export`] wrote.
+    pub fn import(v: &Value) -> Self {
+        let d = URL_SAFE_NO_PAD
+            .decode(v["d"].as_str().expect("d"))
+            .expect("base64url");
+        match v["alg"].as_str() {
+            Some("EdDSA") => Self::Ed25519(ed25519_dalek::SigningKey::from_bytes(
+                &d.try_into().expect("32 bytes"),
+            )),
+            _ => Self::Es256(p256::ecdsa::SigningKey::from_slice(&d).expect("P-256 key")),
+        }
+    }
+
     pub fn jwk(&self) -> Value {
         match self {
             Self::Ed25519(k) => {

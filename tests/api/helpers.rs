@@ -100,6 +100,8 @@ impl Reply {
 
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// `--base-path`, put before every path given to [`TestApp::url`].
+    pub base: String,
     pub state: AppState,
     pub client: reqwest::Client,
     pub db: Db,
@@ -201,6 +203,7 @@ pub async fn spawn_app_at(
     ));
     TestApp {
         addr,
+        base: serve_args.base_path.clone(),
         state,
         client: new_client(),
         db,
@@ -231,7 +234,7 @@ pub struct Account {
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("http://{}{}{path}", self.addr, self.base)
     }
 
     pub async fn send(
@@ -407,7 +410,12 @@ impl TestApp {
 
     /// Asks for a license with a DPoP proof from `device`.
     pub async fn mint(&self, client: &reqwest::Client, device: &DeviceKey) -> Reply {
-        let proof = device.proof("POST", &format!("{ORIGIN}/api/licenses"), None, None);
+        let proof = device.proof(
+            "POST",
+            &format!("{ORIGIN}{}/api/licenses", self.base),
+            None,
+            None,
+        );
         self.send(
             client,
             Method::POST,
@@ -421,7 +429,7 @@ impl TestApp {
     pub async fn premium(&self, license: &str, device: &DeviceKey) -> Reply {
         let proof = device.proof(
             "GET",
-            &format!("{ORIGIN}/api/premium/example"),
+            &format!("{ORIGIN}{}/api/premium/example", self.base),
             Some(license),
             None,
         );

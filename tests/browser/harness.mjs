@@ -49,7 +49,10 @@ function freePort() {
  * @returns {Promise<Server>}
  *
  * @typedef {object} Server
- * @property {string} origin http://localhost:PORT (an IP address is not a valid RP ID)
+ * @property {string} origin LATCHKEY_ORIGIN: http://localhost:PORT unless given (an IP address
+ *   is not a valid RP ID)
+ * @property {number} port where it listens on 127.0.0.1
+ * @property {string} base LATCHKEY_BASE_PATH ('' unless given)
  * @property {(...args: string[]) => Promise<string>} admin runs `latchkey admin ARGS` on the same data
  * @property {() => string} logs what the server printed so far
  * @property {() => Promise<void>} stop
@@ -73,12 +76,13 @@ export async function startServer(extraEnv = {}) {
   child.stdout.on('data', (d) => (output += d));
   child.stderr.on('data', (d) => (output += d));
   const exited = once(child, 'exit');
+  const base = env.LATCHKEY_BASE_PATH ?? '';
 
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`latchkey serve exited with ${child.exitCode}:\n${output}`);
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+      const res = await fetch(`http://127.0.0.1:${port}${base}/readyz`);
       if (res.ok) break;
     } catch {
       // not listening yet
@@ -91,7 +95,9 @@ export async function startServer(extraEnv = {}) {
   }
 
   return {
-    origin: `http://localhost:${port}`,
+    origin: env.LATCHKEY_ORIGIN,
+    port,
+    base,
     env,
     logs: () => output,
     admin: (...args) =>
@@ -113,10 +119,12 @@ export async function startServer(extraEnv = {}) {
   };
 }
 
-export function launchBrowser() {
+/** Chromium; `home` gives it another HOME (where it reads its NSS certificate store). */
+export function launchBrowser({ home } = {}) {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
+    env: home ? { ...process.env, HOME: home } : undefined,
     args: [
       '--no-sandbox',
       '--disable-gpu',

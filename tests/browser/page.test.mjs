@@ -41,16 +41,19 @@ h.suite('demo page', {}, (s) => {
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(overflow <= 0, `page is ${overflow}px wider than a 360px phone`);
 
-      const manifest = await page.evaluate(async () => {
+      const { manifest, href } = await page.evaluate(async () => {
         const href = document.querySelector('link[rel="manifest"]').href;
-        return (await fetch(href)).json();
+        return { manifest: await (await fetch(href)).json(), href };
       });
       assert.equal(manifest.display, 'standalone');
-      assert.equal(manifest.start_url, '/');
+      // Manifest URLs are relative to the manifest (so they follow LATCHKEY_BASE_PATH).
+      assert.equal(new URL(manifest.start_url, href).href, `${s.server.origin}/`);
+      assert.equal(new URL(manifest.scope, href).href, `${s.server.origin}/`);
       for (const size of ['192x192', '512x512']) {
         const icon = manifest.icons.find((i) => i.sizes === size && i.type === 'image/png');
         assert.ok(icon, `a ${size} PNG icon`);
-        const bytes = await page.evaluate(async (src) => [...new Uint8Array(await (await fetch(src)).arrayBuffer()).slice(0, 24)], icon.src);
+        const src = new URL(icon.src, href).href;
+        const bytes = await page.evaluate(async (src) => [...new Uint8Array(await (await fetch(src)).arrayBuffer()).slice(0, 24)], src);
         assert.deepEqual(bytes.slice(1, 4), [0x50, 0x4e, 0x47]);
         const width = (bytes[16] << 24) | (bytes[17] << 16) | (bytes[18] << 8) | bytes[19];
         assert.equal(`${width}x${width}`, size);

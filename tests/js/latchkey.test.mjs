@@ -488,3 +488,32 @@ describe('offline passkey assertions', T, () => {
     assert.throws(() => lk.derToRawSignature(new Uint8Array([...short, 0])), /length/);
   });
 });
+
+describe('base path (LATCHKEY_BASE_PATH)', T, () => {
+  test('is spelled as the service spells it, or refused', () => {
+    assert.equal(lk.basePath(undefined), '');
+    assert.equal(lk.basePath('/'), '');
+    assert.equal(lk.basePath('/auth'), '/auth');
+    assert.equal(lk.basePath('/auth/'), '/auth');
+    assert.equal(lk.basePath('/id/latch-key_1'), '/id/latch-key_1');
+    for (const bad of ['auth', '//auth', '/a//b', '/..', '/a/./b', '/a b', 'https://x/auth']) {
+      assert.throws(() => lk.basePath(bad), TypeError, bad);
+    }
+  });
+
+  test('every request goes to origin + base + path', async () => {
+    const seen = [];
+    const fetch = async (url) => {
+      seen.push(url);
+      return new Response(JSON.stringify({ type: 'urn:latchkey:problem:unavailable', status: 503, detail: 'Down.' }), {
+        status: 503,
+        headers: { 'content-type': 'application/problem+json' },
+      });
+    };
+    const client = lk.createLatchkey({ origin: 'https://app.test', base: '/auth/', rpId: 'app.test', fetch });
+    assert.equal(client.base, '/auth');
+    await assert.rejects(client.me(), /Down\./);
+    assert.deepEqual(seen, ['https://app.test/auth/api/me']);
+    assert.throws(() => lk.createLatchkey({ origin: 'https://app.test', base: 'auth', rpId: 'app.test', fetch }), TypeError);
+  });
+});
