@@ -106,6 +106,19 @@ pub enum AdminCommand {
     Disable { user: String },
     /// Re-enable a disabled user.
     Enable { user: String },
+    /// Print a one-time recovery link with which USER adds a new passkey to their account.
+    RecoveryLink {
+        user: String,
+        /// How long the link works: 1m to 24h.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// When the link is used, revoke the user's other passkeys, sessions and licenses.
+        #[arg(long)]
+        revoke_others: bool,
+        /// The service's base path, for the printed URL.
+        #[arg(long, env = "LATCHKEY_BASE_PATH", default_value = "", value_parser = parse_base_path)]
+        base_path: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

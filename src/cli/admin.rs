@@ -81,6 +81,41 @@ pub async fn run(common: &Common, cmd: AdminCommand) -> anyhow::Result<()> {
                 user.username
             );
         }
+        AdminCommand::RecoveryLink {
+            user,
+            ttl,
+            revoke_others,
+            base_path,
+        } => {
+            let user = find_user(&store, &user).await?;
+            let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+            let issued = crate::admin::accounts::issue_recovery(
+                &store,
+                &actor,
+                &user.id,
+                Some(ttl),
+                revoke_others,
+            )
+            .await?;
+            println!(
+                "recovery link for {} (works once, until {}{}):",
+                user.username,
+                rfc3339(issued.expires_at),
+                if revoke_others {
+                    "; revokes the other passkeys"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "{}",
+                crate::admin::accounts::recovery_url(
+                    &common.origin.origin().ascii_serialization(),
+                    &base_path,
+                    &issued.code
+                )
+            );
+        }
         AdminCommand::Enable { user } => {
             let user = find_user(&store, &user).await?;
             ops::set_disabled(&store, &actor, &user.id, false).await?;

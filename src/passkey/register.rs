@@ -58,6 +58,12 @@ pub(super) struct Ceremony {
     /// The hashed enrollment code of a user made through the admin API.
     #[serde(default)]
     pub(super) enrollment: Option<String>,
+    /// The enrollment code is a recovery link for an existing user.
+    #[serde(default)]
+    pub(super) recovery: bool,
+    /// That link revokes the user's other passkeys, sessions and licenses.
+    #[serde(default)]
+    pub(super) revoke_others: bool,
     /// Adding a passkey: whether the session had confirmed a passkey (always, now).
     #[serde(default)]
     pub(super) stepped_up: bool,
@@ -109,6 +115,8 @@ pub(crate) async fn start(
         display_name,
         stepped_up: false,
         enrollment: None,
+        recovery: false,
+        revoke_others: false,
     };
     begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
     Ok(Json(
@@ -227,7 +235,14 @@ async fn store_passkey(
         target: Some(&credential_id),
         client_addr: client.addr.as_deref(),
         user_agent: client.user_agent.as_deref(),
-        ..AuditEvent::new(if is_new_user {
+        detail: ceremony.recovery.then_some(if ceremony.revoke_others {
+            "other passkeys, sessions and licenses revoked"
+        } else {
+            "other passkeys kept"
+        }),
+        ..AuditEvent::new(if ceremony.recovery {
+            Event::Recovered
+        } else if is_new_user {
             Event::Registration
         } else {
             Event::PasskeyAdded
@@ -245,8 +260,14 @@ async fn store_passkey(
         Err(RegisterError::Unconfirmed) => return Err(step_up_required()),
         Err(RegisterError::Store(err)) => return Err(err.into()),
     }
+    if ceremony.recovery {
+        // A recovery that revoked other passkeys changed the status lists.
+        state.status.refresh(&state.store).await?;
+    }
     crate::metrics::ceremony(
-        if is_new_user {
+        if ceremony.recovery {
+            "recovery"
+        } else if is_new_user {
             "registration"
         } else {
             "add-passkey"
@@ -295,6 +316,8 @@ pub(crate) async fn add_start(
         display_name: user.display_name.clone(),
         stepped_up: true,
         enrollment: None,
+        recovery: false,
+        revoke_others: false,
     };
     begin_ceremony(&state, &signed_in.session, ADD_PASSKEY, &ceremony).await?;
     Ok(Json(

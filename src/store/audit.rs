@@ -61,6 +61,10 @@ events! {
     UserExternalIdSet = "user.external_id_set",
     /// A user was created through the admin API.
     UserCreated = "user.created",
+    /// An administrator issued a recovery link (detail: lifetime, whether it revokes the other passkeys).
+    RecoveryIssued = "recovery.issued",
+    /// A passkey was added with a recovery link (detail: whether the other passkeys were revoked).
+    Recovered = "recovery.completed",
     ApiKeyCreated = "apikey.created",
     ApiKeyRevoked = "apikey.revoked",
     /// A payment provider's event changed a subscription (detail: provider, event id and type).

@@ -125,6 +125,18 @@ impl Store {
                 if spent == 0 {
                     return Err(RegisterError::EnrollmentGone);
                 }
+                // A recovery link may end everything the user had before, together with this passkey.
+                let revoke_others: bool = sqlx::query_scalar("SELECT revoke_others FROM enrollments WHERE token_hash = $1")
+                    .bind(code).fetch_one(&mut *tx).await?;
+                if revoke_others {
+                    let reason = "account recovered";
+                    sqlx::query("UPDATE credentials SET revoked_at = $2, revoked_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL")
+                        .bind(user_id).bind(now).bind(reason).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE licenses SET revoked_at = $2, revoked_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL")
+                        .bind(user_id).bind(now).bind(reason).execute(&mut *tx).await?;
+                    sqlx::query(super::revocations::BUMP_LISTS).execute(&mut *tx).await?;
+                }
             }
             let inserted = sqlx::query(&cred_sql)
                 .bind(cred.id)

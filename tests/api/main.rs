@@ -22,6 +22,7 @@ mod operations;
 mod paddle;
 mod process;
 mod properties;
+mod recovery;
 mod registration;
 mod rekey;
 mod release;

@@ -1,0 +1,183 @@
+//! Recovery links: an administrator (or a key with `users:write`) issues a
+//! one-time code with which the holder adds a new passkey to an existing
+//! account, optionally revoking everything the account had before.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::apikeys::{admin, create_key, with_key};
+use crate::authenticator::SoftAuthenticator;
+use crate::dpop::DeviceKey;
+use crate::helpers::{new_client, Reply, TestApp, ORIGIN};
+use crate::on_both_databases;
+
+/// Enrolls a new passkey with `code` in `client`; the finish's reply.
+async fn recover(
+    app: &TestApp,
+    client: &reqwest::Client,
+    authenticator: &mut SoftAuthenticator,
+    code: &str,
+) -> Reply {
+    let options = app
+        .send(
+            client,
+            Method::POST,
+            "/api/register/enroll",
+            Some(&json!({"enrollment": code})),
+            &[],
+        )
+        .await;
+    if options.status != StatusCode::OK {
+        return options;
+    }
+    let credential = authenticator
+        .create(&options.body, ORIGIN, &Default::default())
+        .unwrap();
+    app.send(
+        client,
+        Method::POST,
+        "/api/register/finish",
+        Some(&credential),
+        &[],
+    )
+    .await
+}
+
+fn code_of(reply: &Reply) -> String {
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    reply.body["code"].as_str().unwrap().to_owned()
+}
+
+on_both_databases! {
+    async fn a_recovery_link_adds_a_passkey_to_the_existing_account_once(app) {
+        admin(&app).await;
+        let phone = new_client();
+        let mut alice = app.register_with(&phone, "alice", Default::default()).await;
+        let (key_id, key) = create_key(&app, "support", &["users:write"]).await;
+        let issued = with_key(&app, &key, Method::POST, &format!("/api/admin/users/{}/recovery", alice.user_id), Some(&json!({}))).await;
+        let code = code_of(&issued);
+        assert!(code.starts_with("lke_") && code.len() == 36, "{code}");
+        assert_eq!(issued.body["url"], format!("{ORIGIN}/?recover={code}"));
+        assert_eq!(issued.body["revoke_others"], false);
+        let expires = time::OffsetDateTime::parse(issued.body["expires_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+        let ttl = expires.unix_timestamp() - time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!((3590..=3600).contains(&ttl), "an hour by default, got {ttl}s");
+        assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM enrollments WHERE token_hash = '{code}'")).await, 0, "only a hash is kept");
+
+        let laptop = new_client();
+        let mut new_key = SoftAuthenticator::new();
+        let done = recover(&app, &laptop, &mut new_key, &code).await;
+        assert_eq!(done.status, StatusCode::CREATED, "{}", done.text);
+        assert_eq!(done.body["user_id"], alice.user_id.as_str());
+        let me = app.send(&laptop, Method::GET, "/api/me", None, &[]).await;
+        assert_eq!(me.body["username"], "alice");
+        assert_eq!(me.body["passkeys"].as_array().unwrap().len(), 2, "the old passkey is kept");
+        // Both passkeys sign in; the phone's session goes on.
+        assert_eq!(app.send(&phone, Method::GET, "/api/me", None, &[]).await.status, StatusCode::OK);
+        let old = app.login_with(&new_client(), Some("alice"), &mut alice.authenticator, &Default::default()).await;
+        assert_eq!(old.status, StatusCode::OK, "{}", old.text);
+        let new = app.login_with(&new_client(), Some("alice"), &mut new_key, &Default::default()).await;
+        assert_eq!(new.status, StatusCode::OK, "{}", new.text);
+
+        let again = recover(&app, &new_client(), &mut SoftAuthenticator::new(), &code).await;
+        assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(again.problem(), "enrollment-not-found");
+        let issued_events = app.get("/api/admin/audit?event=recovery.issued").await;
+        assert_eq!(issued_events.body["events"][0]["actor_key_id"], key_id.as_str());
+        assert_eq!(issued_events.body["events"][0]["target_user_id"], alice.user_id.as_str());
+        let completed = app.get("/api/admin/audit?event=recovery.completed").await;
+        assert_eq!(completed.body["events"].as_array().unwrap().len(), 1);
+        assert_eq!(completed.body["events"][0]["detail"], "other passkeys kept");
+    }
+
+    async fn a_recovery_link_that_revokes_the_others_ends_old_passkeys_sessions_and_licenses(app) {
+        admin(&app).await;
+        let phone = new_client();
+        let mut alice = app.register_with(&phone, "alice", Default::default()).await;
+        let minted = app.mint(&phone, &DeviceKey::ed25519()).await;
+        assert_eq!(minted.status, StatusCode::CREATED, "{}", minted.text);
+        let code = code_of(&app.post(&format!("/api/admin/users/{}/recovery", alice.user_id), &json!({"revoke_others": true, "ttl_secs": 600})).await);
+
+        let laptop = new_client();
+        let mut new_key = SoftAuthenticator::new();
+        let done = recover(&app, &laptop, &mut new_key, &code).await;
+        assert_eq!(done.status, StatusCode::CREATED, "{}", done.text);
+        let me = app.send(&laptop, Method::GET, "/api/me", None, &[]).await;
+        assert_eq!(me.status, StatusCode::OK);
+        assert_eq!(me.body["passkeys"].as_array().unwrap().len(), 1);
+        assert_eq!(app.send(&phone, Method::GET, "/api/me", None, &[]).await.status, StatusCode::UNAUTHORIZED, "the old session ended");
+        let old = app.login_with(&new_client(), None, &mut alice.authenticator, &Default::default()).await;
+        assert_eq!(old.status, StatusCode::UNAUTHORIZED, "{}", old.text);
+        assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM licenses WHERE user_id = '{}' AND revoked_reason = 'account recovered'", alice.user_id)).await, 1);
+        assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM credentials WHERE user_id = '{}' AND revoked_reason = 'account recovered'", alice.user_id)).await, 1);
+        let completed = app.get("/api/admin/audit?event=recovery.completed").await;
+        assert_eq!(completed.body["events"][0]["detail"], "other passkeys, sessions and licenses revoked");
+        let new = app.login_with(&new_client(), Some("alice"), &mut new_key, &Default::default()).await;
+        assert_eq!(new.status, StatusCode::OK, "{}", new.text);
+    }
+
+    async fn expired_used_replaced_and_unknown_recovery_codes_get_one_and_the_same_problem(app) {
+        admin(&app).await;
+        let alice = app.register_with(&new_client(), "alice", Default::default()).await;
+        let path = format!("/api/admin/users/{}/recovery", alice.user_id);
+        let expired = code_of(&app.post(&path, &json!({})).await);
+        app.execute("UPDATE enrollments SET expires_at = 1").await;
+        let replaced = code_of(&app.post(&path, &json!({})).await);
+        let current = code_of(&app.post(&path, &json!({})).await);
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM enrollments WHERE used_at IS NULL").await, 1, "a new link replaces the unused ones");
+        // A ceremony started in time is refused when the code runs out before it finishes.
+        let client = new_client();
+        let options = app.send(&client, Method::POST, "/api/register/enroll", Some(&json!({"enrollment": current})), &[]).await;
+        assert_eq!(options.status, StatusCode::OK, "{}", options.text);
+        app.execute("UPDATE enrollments SET expires_at = 1").await;
+        let credential = SoftAuthenticator::new().create(&options.body, ORIGIN, &Default::default()).unwrap();
+        let late = app.send(&client, Method::POST, "/api/register/finish", Some(&credential), &[]).await;
+        let unknown = format!("lke_{}", "B".repeat(32));
+        let mut problems = vec![late];
+        for code in [&expired, &replaced, &current, &unknown] {
+            problems.push(recover(&app, &new_client(), &mut SoftAuthenticator::new(), code).await);
+        }
+        for reply in &problems {
+            assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text);
+            assert_eq!(reply.body, problems[1].body, "the same problem every time");
+        }
+        assert_eq!(problems[1].problem(), "enrollment-not-found");
+        assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM credentials WHERE user_id = '{}'", alice.user_id)).await, 1, "nothing was added");
+    }
+
+    async fn recovery_links_need_users_write_a_known_enabled_user_and_a_ttl_up_to_a_day(app) {
+        admin(&app).await;
+        let alice = app.register_with(&new_client(), "alice", Default::default()).await;
+        let path = format!("/api/admin/users/{}/recovery", alice.user_id);
+        let (_, reader) = create_key(&app, "reader", &["users:read"]).await;
+        let refused = with_key(&app, &reader, Method::POST, &path, Some(&json!({}))).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert_eq!(refused.problem(), "missing-scope");
+        assert_eq!(app.send(&new_client(), Method::POST, &path, Some(&json!({})), &[]).await.status, StatusCode::UNAUTHORIZED);
+        for ttl in [59, 86_401] {
+            let bad = app.post(&path, &json!({"ttl_secs": ttl})).await;
+            assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+            assert_eq!(bad.problem(), "invalid-ttl");
+        }
+        let day = app.post(&path, &json!({"ttl_secs": 86_400})).await;
+        assert_eq!(day.status, StatusCode::CREATED, "{}", day.text);
+        let unknown = app.post("/api/admin/users/00000000-0000-0000-0000-000000000000/recovery", &json!({})).await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.post(&path, &json!({"revoke": true})).await.status, StatusCode::UNPROCESSABLE_ENTITY, "unknown fields are refused");
+        app.cli(&["admin", "disable", "alice"]).await.unwrap();
+        let disabled = app.post(&path, &json!({})).await;
+        assert_eq!(disabled.status, StatusCode::CONFLICT);
+        assert_eq!(disabled.problem(), "user-disabled");
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'recovery.issued'").await, 1, "only the link that was issued is audited");
+    }
+
+    async fn the_command_line_issues_recovery_links_of_the_given_lifetime(app) {
+        let alice = app.register_with(&new_client(), "alice", Default::default()).await;
+        app.cli(&["admin", "recovery-link", "alice", "--ttl", "2h", "--revoke-others"]).await.unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let expires = app.scalar(&format!("SELECT expires_at FROM enrollments WHERE user_id = '{}' AND purpose = 'recovery' AND revoke_others", alice.user_id)).await;
+        assert!((now + 7190..=now + 7200).contains(&expires), "{expires} vs {now}");
+        assert!(app.cli(&["admin", "recovery-link", "alice", "--ttl", "25h"]).await.is_err());
+        assert_eq!(app.count("enrollments").await, 1);
+    }
+}
