@@ -33,6 +33,7 @@ const ui = {
   signedInActions: $('signed-in-actions'),
   passkeys: $('passkeys'),
   passkeyList: $('passkey-list'),
+  recover: $('recover'),
 };
 
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
@@ -334,6 +335,20 @@ $('signout-everywhere-button').addEventListener('click', () =>
   }),
 );
 
+// A recovery link from an administrator: /?recover=lke_… adds a passkey to the existing account.
+const recoveryCode = new URLSearchParams(location.search).get('recover');
+
+$('recover-button').addEventListener('click', () =>
+  run('Creating your new passkey', async () => {
+    const user = await latchkey.enroll(recoveryCode);
+    ui.recover.hidden = true;
+    // The code works once: don't leave it in the address bar or the history.
+    history.replaceState(null, '', location.pathname);
+    say(`Passkey added. Signed in as ${user.username}.`);
+    await syncNow();
+  }),
+);
+
 $('add-passkey-button').addEventListener('click', () =>
   run('Creating another passkey', async () => {
     await latchkey.addPasskey();
@@ -358,6 +373,10 @@ async function registerServiceWorker() {
 
 async function start() {
   registerServiceWorker();
+  if (recoveryCode) {
+    ui.recover.hidden = false;
+    say('Add a passkey to recover your account.');
+  }
   await showVerdict();
   const account = await latchkey.account();
   if (account) renderAccount(null, account);

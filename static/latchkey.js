@@ -402,7 +402,9 @@ export function createLatchkey(options = {}) {
 
     /**
      * Adds the first passkey of a user an administrator made (`POST /api/admin/users`), with
-     * the one-time enrollment code that call returned; the browser is signed in afterwards.
+     * the one-time enrollment code that call returned, or a new passkey to an existing account
+     * with the code of a recovery link (`POST /api/admin/users/{id}/recovery`); the browser is
+     * signed in afterwards.
      * @param {string} code `lke_…`
      * @param {{signal?: AbortSignal}} [opts]
      * @returns {Promise<{user_id: string, credential_id: string, username: string}>}

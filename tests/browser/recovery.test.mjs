@@ -1,0 +1,105 @@
+// Account recovery in Chromium: an admin makes a recovery link on /admin (shown as a URL and
+// as a QR code), the user opens it in a second browser profile and adds a new passkey to the
+// same account, and the old passkey and session are revoked when the admin chose so.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import jsQR from 'jsqr';
+import * as h from './harness.mjs';
+
+h.suite('recovery', {}, (s) => {
+  /** Registers `username` on the PWA (which signs it in), promotes it with the CLI and opens /admin. */
+  async function adminPage(username) {
+    const device = await h.newDevice(s.browser);
+    await device.page.goto(s.server.origin);
+    await h.register(device.page, username);
+    await s.server.admin('promote', username);
+    await device.page.goto(`${s.server.origin}/admin`);
+    await h.expectText(device.page, `Signed in as ${username} (admin)`);
+    return device;
+  }
+
+  /** Draws the page's QR code SVG on a canvas and reads it back with jsQR. */
+  async function readQr(page) {
+    const { width, height, pixels } = await page.evaluate(async () => {
+      const svg = document.getElementById('recovery-qr');
+      const text = new XMLSerializer().serializeToString(svg);
+      const image = new Image();
+      image.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(text)}`;
+      await image.decode();
+      const canvas = document.createElement('canvas');
+      canvas.width = canvas.height = 400;
+      const g = canvas.getContext('2d');
+      g.drawImage(image, 0, 0, 400, 400);
+      return { width: 400, height: 400, pixels: Array.from(g.getImageData(0, 0, 400, 400).data) };
+    });
+    return jsQR(Uint8ClampedArray.from(pixels), width, height)?.data;
+  }
+
+  test('a recovery link from the admin page adds a passkey on a second profile and revokes the old one', h.TEST, async () => {
+    const lost = await h.newDevice(s.browser);
+    const root = await adminPage('root');
+    const found = await h.newDevice(s.browser);
+    try {
+      await lost.page.goto(s.server.origin);
+      await h.register(lost.page, 'nina');
+
+      const admin = root.page;
+      await admin.getByRole('searchbox', { name: 'Search users' }).fill('nina');
+      await admin.getByRole('button', { name: 'Search', exact: true }).click();
+      await admin.getByRole('link', { name: 'nina', exact: true }).click();
+      await admin.getByRole('heading', { name: 'User nina', exact: true }).waitFor();
+      await admin.getByRole('combobox', { name: 'Works for' }).selectOption('900');
+      await admin.getByRole('checkbox', { name: /revoke the other passkeys/ }).check();
+      await admin.getByRole('button', { name: 'Make recovery link', exact: true }).click();
+      const dialog = admin.getByRole('dialog', { name: 'Make a recovery link for nina?' });
+      await dialog.getByText(/nina's other passkeys, sessions and licenses are revoked/).waitFor();
+      await dialog.getByRole('button', { name: 'Confirm', exact: true }).click();
+      const output = admin.getByRole('status', { name: 'Recovery link' });
+      await output.waitFor();
+      const url = await output.textContent();
+      assert.match(url, new RegExp(`^${s.server.origin}/\\?recover=lke_[A-Za-z0-9_-]{32}$`));
+      assert.equal(await readQr(admin), url, 'the QR code carries the same link');
+
+      // Nina, on another browser profile without her passkey, opens the link.
+      await found.page.goto(url);
+      await found.page.getByRole('heading', { name: 'Recover your account' }).waitFor();
+      await found.page.getByRole('button', { name: 'Add a passkey', exact: true }).click();
+      await h.expectText(found.page, 'Passkey added. Signed in as nina.');
+      await h.expectText(found.page, 'Signed in as nina');
+      assert.equal(new URL(found.page.url()).search, '', 'the used code leaves the address bar');
+      assert.equal((await h.credentialsOn(found.cdp, found.authenticatorId)).length, 1);
+
+      // The old profile: its session ended, and its passkey no longer signs in.
+      await lost.page.reload();
+      await h.expectText(lost.page, 'Not signed in');
+      await lost.page.getByRole('button', { name: 'Sign in with passkey', exact: true }).click();
+      await lost.page.getByRole('alert').filter({ hasText: /./ }).waitFor();
+      assert.equal(await lost.page.locator('#who').textContent(), 'Not signed in');
+
+      // The new passkey signs in again after signing out, and the link is spent.
+      await h.clickAndSettle(found.page, 'Sign out');
+      await h.clickAndSettle(found.page, 'Sign in with passkey');
+      await h.expectText(found.page, 'Signed in as nina');
+      const again = await found.page.evaluate(async (code) => {
+        const res = await fetch('/api/register/enroll', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ enrollment: code }),
+        });
+        return { status: res.status, type: (await res.json()).type };
+      }, new URL(url).searchParams.get('recover'));
+      assert.deepEqual(again, { status: 422, type: 'urn:latchkey:problem:enrollment-not-found' });
+
+      // The admin page shows the old passkey revoked and the new one active.
+      await admin.reload();
+      await admin.getByRole('heading', { name: 'User nina', exact: true }).waitFor();
+      const passkeys = admin.getByRole('list', { name: 'Passkeys' });
+      await passkeys.getByText('Revoked', { exact: true }).waitFor();
+      assert.equal(await passkeys.getByText('Active', { exact: true }).count(), 1);
+      assert.equal(await passkeys.getByText('Revoked', { exact: true }).count(), 1);
+    } finally {
+      await Promise.all([lost.context.close(), root.context.close(), found.context.close()]);
+    }
+  });
+});
