@@ -8,3 +8,22 @@
 ALTER TABLE enrollments ADD COLUMN purpose TEXT NOT NULL DEFAULT 'enroll';
 ALTER TABLE enrollments ADD COLUMN revoke_others BOOLEAN NOT NULL DEFAULT FALSE;
 CREATE INDEX enrollments_user ON enrollments(user_id);
+
+-- Recovery codes a signed-in user generated (a new set replaces the old one).
+-- Only SHA-256 hashes of user id and code are kept; each works once.
+CREATE TABLE recovery_codes (
+    code_hash   TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at  BIGINT NOT NULL,
+    used_at     BIGINT
+);
+CREATE INDEX recovery_codes_user ON recovery_codes(user_id);
+
+-- Wrong recovery codes, counted per account and per address to limit guessing.
+CREATE TABLE recovery_failures (
+    user_id      TEXT,                 -- NULL when the username is unknown
+    client_addr  TEXT,
+    at           BIGINT NOT NULL
+);
+CREATE INDEX recovery_failures_user ON recovery_failures(user_id, at);
+CREATE INDEX recovery_failures_addr ON recovery_failures(client_addr, at);

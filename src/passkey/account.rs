@@ -64,6 +64,8 @@ pub(crate) struct Me {
     passkeys: Vec<PasskeyInfo>,
     /// The passkey this session signed in with.
     current_passkey: String,
+    /// Unused recovery codes (`POST /api/me/recovery-codes` makes a new set).
+    recovery_codes_left: usize,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -106,6 +108,7 @@ pub(crate) async fn me(State(state): State<AppState>, signed_in: SignedIn) -> Re
         .iter()
         .map(PasskeyInfo::from)
         .collect();
+    let recovery_codes_left = state.store.unused_recovery_codes(&user.id).await?.len();
     Ok(Json(Me {
         user_id: user.id,
         username: user.username,
@@ -114,6 +117,7 @@ pub(crate) async fn me(State(state): State<AppState>, signed_in: SignedIn) -> Re
         entitlements,
         passkeys,
         current_passkey: signed_in.credential_id,
+        recovery_codes_left,
     }))
 }
 

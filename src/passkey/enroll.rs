@@ -104,6 +104,7 @@ pub(crate) async fn start(
         enrollment: Some(hash),
         recovery: recovery.is_some(),
         revoke_others: recovery.unwrap_or(false),
+        recovery_code: None,
     };
     begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
     Ok(Json(

@@ -5,6 +5,7 @@ mod assertion;
 pub mod credential;
 pub(crate) mod enroll;
 pub(crate) mod login;
+pub(crate) mod recovery;
 pub(crate) mod register;
 pub mod stepup;
 
@@ -23,6 +24,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register::start))
         .routes(routes!(register::finish))
         .routes(routes!(enroll::start))
+        .routes(routes!(recovery::start))
+        .routes(routes!(recovery::make_codes))
         .routes(routes!(login::start))
         .routes(routes!(login::finish))
         .routes(routes!(account::logout))

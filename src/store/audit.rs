@@ -65,6 +65,10 @@ events! {
     RecoveryIssued = "recovery.issued",
     /// A passkey was added with a recovery link (detail: whether the other passkeys were revoked).
     Recovered = "recovery.completed",
+    /// A signed-in user made a new set of recovery codes.
+    RecoveryCodesMade = "recovery.codes_made",
+    /// A wrong recovery code (or unknown username) was tried.
+    RecoveryCodeRefused = "recovery.code_refused",
     ApiKeyCreated = "apikey.created",
     ApiKeyRevoked = "apikey.revoked",
     /// A payment provider's event changed a subscription (detail: provider, event id and type).

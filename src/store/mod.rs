@@ -22,6 +22,7 @@ pub mod enrollments;
 pub mod entitlements;
 pub mod keys;
 pub mod licenses;
+pub mod recovery;
 pub mod revocations;
 pub mod sessions;
 pub mod users;
@@ -196,6 +197,8 @@ impl Store {
             "DELETE FROM ceremonies WHERE expires_at <= $1",
             "DELETE FROM dpop_proofs WHERE expires_at <= $1",
             "DELETE FROM spent_confirmations WHERE expires_at <= $1",
+            // Counted guesses matter for a quarter of an hour; keep a day of them.
+            "DELETE FROM recovery_failures WHERE at <= $1 - 86400",
         ] {
             let done = dispatch!(self.writer(), p => sqlx::query(sql).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
             deleted += done;

@@ -181,3 +181,143 @@ on_both_databases! {
         assert_eq!(app.count("enrollments").await, 1);
     }
 }
+
+/// Starts a recovery with a code from `client`; the reply of the start.
+async fn recover_start(
+    app: &TestApp,
+    client: &reqwest::Client,
+    username: &str,
+    code: &str,
+) -> Reply {
+    app.send(
+        client,
+        Method::POST,
+        "/api/register/recover",
+        Some(&json!({"username": username, "code": code})),
+        &[],
+    )
+    .await
+}
+
+/// Adds a passkey with a recovery code; the reply of the start if it failed, else of the finish.
+async fn recover_with_code(
+    app: &TestApp,
+    client: &reqwest::Client,
+    authenticator: &mut SoftAuthenticator,
+    username: &str,
+    code: &str,
+) -> Reply {
+    let options = recover_start(app, client, username, code).await;
+    if options.status != StatusCode::OK {
+        return options;
+    }
+    let credential = authenticator
+        .create(&options.body, ORIGIN, &Default::default())
+        .unwrap();
+    app.send(
+        client,
+        Method::POST,
+        "/api/register/finish",
+        Some(&credential),
+        &[],
+    )
+    .await
+}
+
+fn codes_of(reply: &Reply) -> Vec<String> {
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    reply.body["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect()
+}
+
+on_both_databases! {
+    async fn recovery_codes_need_a_step_up_and_each_adds_a_passkey_to_the_account_once(app) {
+        let phone = new_client();
+        let mut alice = app.register_with(&phone, "alice", Default::default()).await;
+        crate::takeover::stale(&app, &phone).await;
+        let refused = app.send(&phone, Method::POST, "/api/me/recovery-codes", None, &[]).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(refused.problem(), "step-up-required");
+        assert_eq!(app.count("recovery_codes").await, 0);
+        assert_eq!(app.step_up(&phone, &mut alice.authenticator).await.status, StatusCode::OK);
+        let codes = codes_of(&app.send(&phone, Method::POST, "/api/me/recovery-codes", None, &[]).await);
+        assert_eq!(codes.len(), 10);
+        assert!(codes.iter().all(|c| c.len() == 19 && c.split('-').count() == 4), "{codes:?}");
+        assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM recovery_codes WHERE code_hash = '{}'", codes[0])).await, 0, "only hashes are kept");
+        let me = app.send(&phone, Method::GET, "/api/me", None, &[]).await;
+        assert_eq!(me.body["recovery_codes_left"], 10);
+
+        // On a new device, with the username and one code typed loosely.
+        let laptop = new_client();
+        let mut new_key = SoftAuthenticator::new();
+        let typed = format!(" {} ", codes[3].to_lowercase().replace('-', " "));
+        let done = recover_with_code(&app, &laptop, &mut new_key, "Alice", &typed).await;
+        assert_eq!(done.status, StatusCode::CREATED, "{}", done.text);
+        assert_eq!(done.body["user_id"], alice.user_id.as_str());
+        let me = app.send(&laptop, Method::GET, "/api/me", None, &[]).await;
+        assert_eq!(me.body["passkeys"].as_array().unwrap().len(), 2);
+        assert_eq!(me.body["recovery_codes_left"], 9);
+        assert_eq!(app.send(&phone, Method::GET, "/api/me", None, &[]).await.status, StatusCode::OK, "a code revokes nothing");
+
+        // Used: refused like a wrong one. Another code still works.
+        let used = recover_start(&app, &new_client(), "alice", &codes[3]).await;
+        assert_eq!(used.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(used.problem(), "recovery-code-refused");
+        // Two ceremonies started with one code: only the first to finish spends it.
+        let (a, b) = (new_client(), new_client());
+        let first = recover_start(&app, &a, "alice", &codes[4]).await;
+        let second = recover_start(&app, &b, "alice", &codes[4]).await;
+        assert_eq!((first.status, second.status), (StatusCode::OK, StatusCode::OK));
+        let c1 = SoftAuthenticator::new().create(&first.body, ORIGIN, &Default::default()).unwrap();
+        let c2 = SoftAuthenticator::new().create(&second.body, ORIGIN, &Default::default()).unwrap();
+        assert_eq!(app.send(&a, Method::POST, "/api/register/finish", Some(&c1), &[]).await.status, StatusCode::CREATED);
+        let late = app.send(&b, Method::POST, "/api/register/finish", Some(&c2), &[]).await;
+        assert_eq!(late.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", late.text);
+        assert_eq!(late.problem(), "recovery-code-refused");
+        assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM credentials WHERE user_id = '{}'", alice.user_id)).await, 3);
+
+        // A new set replaces the old one.
+        let fresh = codes_of(&app.send(&laptop, Method::POST, "/api/me/recovery-codes", None, &[]).await);
+        let old = recover_start(&app, &new_client(), "alice", &codes[5]).await;
+        assert_eq!(old.problem(), "recovery-code-refused");
+        assert_eq!(recover_start(&app, &new_client(), "alice", &fresh[0]).await.status, StatusCode::OK);
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'recovery.codes_made'").await, 2);
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'recovery.completed'").await, 2);
+    }
+
+    async fn guessing_recovery_codes_is_limited_per_account_and_per_address_and_audited(app) {
+        let phone = new_client();
+        app.register_with(&phone, "alice", Default::default()).await;
+        let codes = codes_of(&app.send(&phone, Method::POST, "/api/me/recovery-codes", None, &[]).await);
+        let guesser = new_client();
+        let mut refusal = serde_json::Value::Null;
+        for i in 0..5 {
+            let wrong = recover_start(&app, &guesser, "alice", &format!("AAAA-AAAA-AAAA-AAA{i}")).await;
+            assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", wrong.text);
+            assert_eq!(wrong.problem(), "recovery-code-refused");
+            refusal = wrong.body;
+        }
+        // The account is locked for recovery now, even with the right code.
+        let locked = recover_start(&app, &new_client(), "alice", &codes[0]).await;
+        assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "{}", locked.text);
+        assert!(locked.headers.contains_key("retry-after"));
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'recovery.code_refused'").await, 5);
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM recovery_failures WHERE user_id IS NOT NULL").await, 5);
+        // Unknown usernames get the same answer, and count against the address.
+        for i in 0..15 {
+            let unknown = recover_start(&app, &guesser, &format!("nobody{i}"), &codes[1]).await;
+            assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+            assert_eq!(unknown.body, refusal, "no hint whether the user exists");
+        }
+        app.register_with(&new_client(), "bob", Default::default()).await;
+        let from_here = recover_start(&app, &guesser, "bob", "BBBB-BBBB-BBBB-BBBB").await;
+        assert_eq!(from_here.status, StatusCode::TOO_MANY_REQUESTS, "20 wrong codes from one address");
+        // Once the window has passed, the right code works again.
+        app.execute("UPDATE recovery_failures SET at = at - 901").await;
+        assert_eq!(recover_start(&app, &new_client(), "alice", &codes[0]).await.status, StatusCode::OK);
+    }
+}
