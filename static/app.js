@@ -34,6 +34,10 @@ const ui = {
   passkeys: $('passkeys'),
   passkeyList: $('passkey-list'),
   recover: $('recover'),
+  recoveryCode: $('recovery-code'),
+  recoveryCodes: $('recovery-codes'),
+  recoveryCodeList: $('recovery-code-list'),
+  recoveryCodesStatus: $('recovery-codes-status'),
 };
 
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
@@ -91,6 +95,15 @@ function renderAccount(me, offlineAccount) {
   ui.signedInActions.hidden = !me && !offlineAccount;
   ui.passkeys.hidden = !me;
   if (me) renderPasskeys(me.passkeys ?? []);
+  if (me) {
+    const left = me.recovery_codes_left ?? 0;
+    ui.recoveryCodesStatus.textContent = left
+      ? `${left} unused recovery code${left === 1 ? '' : 's'}. Making new ones replaces them.`
+      : 'No recovery codes yet: make some in case you lose your passkeys.';
+  } else {
+    ui.recoveryCodes.hidden = true;
+    ui.recoveryCodeList.replaceChildren();
+  }
 }
 
 function formatDate(value) {
@@ -346,6 +359,39 @@ $('recover-button').addEventListener('click', () =>
     history.replaceState(null, '', location.pathname);
     say(`Passkey added. Signed in as ${user.username}.`);
     await syncNow();
+  }),
+);
+
+$('recovery-code-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const name = username();
+  const code = ui.recoveryCode.value.trim();
+  if (!name || !code) {
+    showError(new Error('Enter your username and one of your recovery codes.'));
+    (name ? ui.recoveryCode : ui.username).focus();
+    return;
+  }
+  run('Creating your new passkey', async () => {
+    const user = await latchkey.recover(name, code);
+    ui.recoveryCode.value = '';
+    say(`Passkey added. Signed in as ${user.username}.`);
+    await syncNow();
+  });
+});
+
+$('recovery-codes-button').addEventListener('click', () =>
+  run('Making recovery codes', async () => {
+    const { codes } = await latchkey.makeRecoveryCodes();
+    ui.recoveryCodeList.replaceChildren(
+      ...codes.map((code) => {
+        const li = document.createElement('li');
+        li.textContent = code;
+        return li;
+      }),
+    );
+    ui.recoveryCodes.hidden = false;
+    say('Recovery codes made. Keep them somewhere safe.');
+    await refreshAccount();
   }),
 );
 

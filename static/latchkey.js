@@ -421,6 +421,25 @@ export function createLatchkey(options = {}) {
     },
 
     /**
+     * Adds a new passkey to `username`'s account with one of the recovery codes the user made
+     * earlier (`makeRecoveryCodes`); each code works once. The browser is signed in afterwards.
+     * @param {string} username
+     * @param {string} code
+     * @param {{signal?: AbortSignal}} [opts]
+     * @returns {Promise<{user_id: string, credential_id: string, username: string}>}
+     */
+    async recover(username, code, { signal } = {}) {
+      abortAutofill();
+      const options = await postJson('/api/register/recover', { username, code }, { signal });
+      const credential = await webauthn(() =>
+        navigator.credentials.create({ publicKey: creationOptions(options.publicKey), signal }),
+      );
+      const result = await postJson('/api/register/finish', credentialToJson(credential), { signal });
+      await kv.put({ account: { user_id: result.user_id, username: result.username } });
+      return result;
+    },
+
+    /**
      * Signs in with a passkey.
      *
      * `autofill: true` starts a conditional-mediation request that the browser answers from
@@ -531,6 +550,15 @@ export function createLatchkey(options = {}) {
       });
       if (!res.ok) throw await problemError(res);
       return res.json();
+    },
+
+    /**
+     * Makes a new set of one-time recovery codes for the signed-in user, replacing the old
+     * set (after a passkey confirmation if needed). Show them once; they are not kept.
+     * @returns {Promise<{codes: string[], created_at: string}>}
+     */
+    async makeRecoveryCodes() {
+      return withStepUp(() => postJson('/api/me/recovery-codes'));
     },
 
     /** Removes one of the user's passkeys (after a passkey confirmation if needed). @param {string} id */

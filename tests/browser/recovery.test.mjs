@@ -1,6 +1,7 @@
 // Account recovery in Chromium: an admin makes a recovery link on /admin (shown as a URL and
 // as a QR code), the user opens it in a second browser profile and adds a new passkey to the
-// same account, and the old passkey and session are revoked when the admin chose so.
+// same account, and the old passkey and session are revoked when the admin chose so. And the
+// user's own recovery codes, made on the PWA, do the same from a second profile.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -100,6 +101,43 @@ h.suite('recovery', {}, (s) => {
       assert.equal(await passkeys.getByText('Revoked', { exact: true }).count(), 1);
     } finally {
       await Promise.all([lost.context.close(), root.context.close(), found.context.close()]);
+    }
+  });
+
+  test('a recovery code made on the PWA adds a passkey to the account on a second profile, once', h.TEST, async () => {
+    const first = await h.newDevice(s.browser);
+    const second = await h.newDevice(s.browser);
+    try {
+      await first.page.goto(s.server.origin);
+      await h.register(first.page, 'omar');
+      await h.clickAndSettle(first.page, 'Make recovery codes');
+      const list = first.page.getByRole('list', { name: 'Recovery codes' });
+      const codes = await list.getByRole('listitem').allTextContents();
+      assert.equal(codes.length, 10);
+      assert.ok(codes.every((c) => /^[A-Z0-9]{4}(-[A-Z0-9]{4}){3}$/.test(c)), codes.join(' '));
+      await h.expectText(first.page, '10 unused recovery codes. Making new ones replaces them.');
+
+      await second.page.goto(s.server.origin);
+      await second.page.getByRole('textbox', { name: 'Username' }).fill('omar');
+      await second.page.getByText('Lost your passkey? Use a recovery code').click();
+      await second.page.getByRole('textbox', { name: 'Recovery code' }).fill(codes[0].toLowerCase());
+      await h.clickAndSettle(second.page, 'Add a passkey with the code');
+      await h.expectText(second.page, 'Passkey added. Signed in as omar.');
+      await h.expectText(second.page, '9 unused recovery codes. Making new ones replaces them.');
+      assert.equal((await h.credentialsOn(second.cdp, second.authenticatorId)).length, 1);
+
+      // The same code again, after signing out: refused.
+      await h.clickAndSettle(second.page, 'Sign out');
+      await second.page.getByRole('textbox', { name: 'Username' }).fill('omar');
+      await second.page.getByRole('textbox', { name: 'Recovery code' }).fill(codes[0]);
+      await h.clickAndSettle(second.page, 'Add a passkey with the code');
+      await h.expectText(second.page, 'This username and recovery code do not match, or the code was already used.');
+      // The first profile's passkey was kept.
+      await h.clickAndSettle(first.page, 'Sign out');
+      await h.clickAndSettle(first.page, 'Sign in with passkey');
+      await h.expectText(first.page, 'Signed in as omar');
+    } finally {
+      await Promise.all([first.context.close(), second.context.close()]);
     }
   });
 });
