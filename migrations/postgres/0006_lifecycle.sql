@@ -27,3 +27,19 @@ CREATE TABLE recovery_failures (
 );
 CREATE INDEX recovery_failures_user ON recovery_failures(user_id, at);
 CREATE INDEX recovery_failures_addr ON recovery_failures(client_addr, at);
+
+-- Devices: a device is a device key (the licenses' cnf.jkt), recorded by the
+-- mint that first sees it for a user. Removing one revokes its licenses; a
+-- removed device that mints again comes back as the same row.
+CREATE TABLE devices (
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    jkt         TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    first_seen  BIGINT NOT NULL,
+    last_sync   BIGINT NOT NULL,
+    removed_at  BIGINT,
+    PRIMARY KEY (user_id, jkt)
+);
+-- Devices that minted before this migration.
+INSERT INTO devices (user_id, jkt, name, first_seen, last_sync)
+SELECT user_id, device_jkt, 'Device', MIN(issued_at), MAX(issued_at) FROM licenses GROUP BY user_id, device_jkt;

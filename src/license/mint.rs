@@ -76,6 +76,7 @@ pub(crate) async fn mint(
     let kid = keyring.active.kid.clone();
     let ent_json = serde_json::to_string(&ent).map_err(anyhow::Error::from)?;
     let origin = state.settings.origin.clone();
+    let device_name = crate::passkey::device_name(client.user_agent.as_deref());
 
     let record = NewLicense {
         jti: &jti,
@@ -87,6 +88,7 @@ pub(crate) async fn mint(
         entitlements: &ent_json,
         issued_at: now,
         expires_at: exp,
+        device_name: &device_name,
     };
     let audit = AuditEvent {
         actor_user_id: Some(&user.id),

@@ -161,6 +161,27 @@ fn ceremony_failed(err: WebauthnError) -> AppError {
 /// A name a person recognises for a new passkey, from the browser that made
 /// it ("Chrome on Android"); the user can rename it.
 fn default_passkey_name(user_agent: Option<&str>) -> String {
+    match browser_and_system(user_agent) {
+        ("", "") => format!("Passkey added {}", time::OffsetDateTime::now_utc().date()),
+        (browser, "") => format!("{browser} passkey"),
+        ("", os) => format!("Passkey on {os}"),
+        (browser, os) => format!("{browser} on {os}"),
+    }
+}
+
+/// A name for a device at its first license, from its browser and system
+/// ("Chrome on Android"); the user can rename it.
+pub fn device_name(user_agent: Option<&str>) -> String {
+    match browser_and_system(user_agent) {
+        ("", "") => "Device".to_owned(),
+        (browser, "") => format!("{browser} device"),
+        ("", os) => format!("Device on {os}"),
+        (browser, os) => format!("{browser} on {os}"),
+    }
+}
+
+/// The browser and system a User-Agent names, each empty when unknown.
+fn browser_and_system(user_agent: Option<&str>) -> (&'static str, &'static str) {
     let ua = user_agent.unwrap_or_default();
     let browser = if ua.contains("Edg/") {
         "Edge"
@@ -188,12 +209,7 @@ fn default_passkey_name(user_agent: Option<&str>) -> String {
     } else {
         ""
     };
-    match (browser, os) {
-        ("", "") => format!("Passkey added {}", time::OffsetDateTime::now_utc().date()),
-        (browser, "") => format!("{browser} passkey"),
-        ("", os) => format!("Passkey on {os}"),
-        (browser, os) => format!("{browser} on {os}"),
-    }
+    (browser, os)
 }
 
 #[cfg(test)]

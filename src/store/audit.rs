@@ -67,6 +67,8 @@ events! {
     Recovered = "recovery.completed",
     /// A signed-in user made a new set of recovery codes.
     RecoveryCodesMade = "recovery.codes_made",
+    /// A device was removed (by its user or an administrator); its licenses are revoked.
+    DeviceRemoved = "device.removed",
     /// A wrong recovery code (or unknown username) was tried.
     RecoveryCodeRefused = "recovery.code_refused",
     ApiKeyCreated = "apikey.created",

@@ -34,6 +34,8 @@ pub struct NewLicense<'a> {
     pub entitlements: &'a str,
     pub issued_at: i64,
     pub expires_at: i64,
+    /// The device's name if this mint is the first for its key (from the browser and system).
+    pub device_name: &'a str,
 }
 
 #[derive(Debug)]
@@ -136,6 +138,11 @@ impl Store {
                 .bind(license.jti).bind(license.user_id).bind(license.kid).bind(license.device_jkt)
                 .bind(license.login_id).bind(license.credential_id).bind(list_id).bind(idx)
                 .bind(license.entitlements).bind(license.issued_at).bind(license.expires_at)
+                .execute(&mut *tx).await?;
+            // The device: recorded at its first mint, synced at each; a removed one comes back.
+            sqlx::query("INSERT INTO devices (user_id, jkt, name, first_seen, last_sync) VALUES ($1, $2, $3, $4, $4) \
+                         ON CONFLICT (user_id, jkt) DO UPDATE SET last_sync = excluded.last_sync, removed_at = NULL")
+                .bind(license.user_id).bind(license.device_jkt).bind(license.device_name).bind(license.issued_at)
                 .execute(&mut *tx).await?;
             insert_event!(audit, license.issued_at).execute(&mut *tx).await?;
         });

@@ -18,6 +18,7 @@ pub mod backup;
 pub mod billing;
 pub mod ceremonies;
 pub mod credentials;
+pub mod devices;
 pub mod enrollments;
 pub mod entitlements;
 pub mod keys;

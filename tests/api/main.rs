@@ -13,6 +13,7 @@ mod backup;
 mod base_path;
 mod billing;
 mod bounds;
+mod devices;
 mod enrollment;
 mod faults;
 mod hardening;
