@@ -1,7 +1,8 @@
 //! Devices: a device is a device key (the `cnf.jkt` of its licenses), recorded
 //! at its first license with a name from its browser and system. Its user
 //! renames or removes it; an administrator removes it too. Removing revokes
-//! the device's licenses, so it locks at its next sync.
+//! the device's licenses and ends the sign-ins that minted them, so it locks
+//! at its next sync and cannot simply mint again.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -110,7 +111,7 @@ pub(crate) async fn rename(
     path = "/api/me/devices/{id}",
     tag = "licenses",
     operation_id = "remove_device",
-    summary = "Remove one of your devices: its licenses are revoked (it locks at its next sync)",
+    summary = "Remove one of your devices: its licenses are revoked and the sign-ins that minted them end (it locks at its next sync)",
     security(("session" = [])),
     params(("id" = String, Path, description = "device id (the key's JWK thumbprint)")),
     responses(

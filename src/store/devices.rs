@@ -43,8 +43,9 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// Removes a device: its licenses are revoked (the status lists change)
-    /// and it no longer counts; with its audit row, in one transaction.
+    /// Removes a device: its licenses are revoked (the status lists change),
+    /// the sessions that minted them end, and it no longer counts; with its
+    /// audit row, in one transaction.
     pub async fn remove_device(
         &self,
         user_id: &str,
@@ -62,6 +63,10 @@ impl Store {
             if !spend_confirmation!(tx, spend, now) {
                 return Ok(DeviceRemoval::Unconfirmed);
             }
+            // The sign-ins that minted for it end too, or the device would just mint again.
+            sqlx::query("DELETE FROM sessions WHERE login_id IN (SELECT login_id FROM licenses \
+                         WHERE user_id = $1 AND device_jkt = $2 AND login_id IS NOT NULL)")
+                .bind(user_id).bind(jkt).execute(&mut *tx).await?;
             sqlx::query("UPDATE licenses SET revoked_at = $3, revoked_reason = 'device removed' \
                          WHERE user_id = $1 AND device_jkt = $2 AND revoked_at IS NULL")
                 .bind(user_id).bind(jkt).bind(now).execute(&mut *tx).await?;

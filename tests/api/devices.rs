@@ -72,6 +72,13 @@ on_both_databases! {
         assert_eq!(unknown.status, StatusCode::NOT_FOUND);
         assert_eq!(unknown.problem(), "no-such-device");
 
+        // A second sign-in (another browser) mints for b only.
+        let laptop = new_client();
+        let mut alice = alice;
+        let signed_in = app.login_with(&laptop, Some("alice"), &mut alice.authenticator, &Default::default()).await;
+        assert_eq!(signed_in.status, StatusCode::OK);
+        mint_from(&app, &laptop, &b, "curl/8").await;
+
         // Someone else cannot remove it.
         let bob = new_client();
         app.register_with(&bob, "bob", Default::default()).await;
@@ -81,16 +88,19 @@ on_both_databases! {
         let removed = app.send(&phone, Method::DELETE, &path_a, None, &[]).await;
         assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
         assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM licenses WHERE device_jkt = '{}' AND revoked_reason = 'device removed'", a.thumbprint())).await, 2);
-        assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM licenses WHERE device_jkt = '{}' AND revoked_at IS NULL", b.thumbprint())).await, 1, "other devices keep theirs");
-        let list = devices(&app, &phone).await;
+        assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM licenses WHERE device_jkt = '{}' AND revoked_at IS NULL", b.thumbprint())).await, 2, "other devices keep theirs");
+        // The sign-in that minted for it ended (it was also this one's: the phone minted for a).
+        assert_eq!(app.send(&phone, Method::GET, "/api/me", None, &[]).await.status, StatusCode::UNAUTHORIZED);
+        let list = devices(&app, &laptop).await;
         assert_eq!(list.len(), 1);
         assert_eq!(list[0]["id"], b.thumbprint().as_str());
-        assert_eq!(app.send(&phone, Method::DELETE, &path_a, None, &[]).await.status, StatusCode::NOT_FOUND, "once");
+        assert_eq!(list[0]["active_licenses"], 2);
+        assert_eq!(app.send(&laptop, Method::DELETE, &path_a, None, &[]).await.status, StatusCode::NOT_FOUND, "once");
         assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM audit_log WHERE event = 'device.removed' AND target_user_id = '{}'", alice.user_id)).await, 1);
 
-        // Minting again brings it back, as the same device.
-        mint_from(&app, &phone, &a, ANDROID).await;
-        let list = devices(&app, &phone).await;
+        // Minting again (after signing in again) brings it back, as the same device.
+        mint_from(&app, &laptop, &a, ANDROID).await;
+        let list = devices(&app, &laptop).await;
         assert_eq!(list.len(), 2);
         assert_eq!(find(&list, &a)["name"], "Chrome on Android");
         assert_eq!(find(&list, &a)["active_licenses"], 1);
@@ -114,7 +124,9 @@ on_both_databases! {
         let (_, revoker) = create_key(&app, "revoker", &["licenses:revoke"]).await;
         assert_eq!(with_key(&app, &revoker, Method::DELETE, &path_b, None).await.status, StatusCode::NO_CONTENT);
         assert_eq!(with_key(&app, &revoker, Method::DELETE, &path_b, None).await.status, StatusCode::NOT_FOUND);
-        assert!(devices(&app, &phone).await.is_empty());
+        let detail = app.get(&format!("/api/admin/users/{}", alice.user_id)).await;
+        assert_eq!(detail.body["devices"], json!([]));
+        assert_eq!(app.send(&phone, Method::GET, "/api/me", None, &[]).await.status, StatusCode::UNAUTHORIZED, "its sign-in ended");
         assert_eq!(app.scalar("SELECT COUNT(*) FROM licenses WHERE revoked_at IS NULL").await, 0);
         let audit = app.get("/api/admin/audit?event=device.removed").await;
         assert_eq!(audit.body["events"].as_array().unwrap().len(), 2);
