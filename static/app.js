@@ -34,6 +34,8 @@ const ui = {
   passkeys: $('passkeys'),
   passkeyList: $('passkey-list'),
   recover: $('recover'),
+  devices: $('devices'),
+  deviceList: $('device-list'),
   recoveryCode: $('recovery-code'),
   recoveryCodes: $('recovery-codes'),
   recoveryCodeList: $('recovery-code-list'),
@@ -94,7 +96,9 @@ function renderAccount(me, offlineAccount) {
   else ui.who.textContent = 'Not signed in';
   ui.signedInActions.hidden = !me && !offlineAccount;
   ui.passkeys.hidden = !me;
+  ui.devices.hidden = !me;
   if (me) renderPasskeys(me.passkeys ?? []);
+  if (me) renderDevices(me.devices ?? []);
   if (me) {
     const left = me.recovery_codes_left ?? 0;
     ui.recoveryCodesStatus.textContent = left
@@ -193,6 +197,87 @@ function passkeyItem(passkey, index) {
   const actions = document.createElement('div');
   actions.className = 'actions';
   actions.append(remove, cancel);
+  li.append(title, meta, form, actions);
+  return li;
+}
+
+/** This browser's device key thumbprint, if it has one (to mark "this device"). */
+let ownDevice = null;
+
+async function renderDevices(devices) {
+  if (!ownDevice && devices.length) ownDevice = (await latchkey.ensureDeviceKey().catch(() => null))?.jkt ?? null;
+  ui.deviceList.replaceChildren(...devices.map(deviceItem));
+  if (!devices.length) {
+    const li = document.createElement('li');
+    li.textContent = 'No devices yet: a device appears here when it gets an offline license.';
+    ui.deviceList.append(li);
+  }
+}
+
+function deviceItem(device) {
+  const here = device.id === ownDevice;
+  const name = device.name;
+  const li = document.createElement('li');
+  li.className = 'passkey';
+  const title = document.createElement('p');
+  title.className = 'passkey-name';
+  title.textContent = here ? `${name} (this device)` : name;
+  const meta = document.createElement('p');
+  meta.className = 'meta';
+  const licenses = device.active_licenses === 1 ? '1 active license' : `${device.active_licenses} active licenses`;
+  meta.textContent = `First seen ${formatDate(device.first_seen)} · last sync ${formatDate(device.last_sync)} · ${licenses}`;
+
+  const form = document.createElement('form');
+  form.className = 'rename';
+  const inputId = `device-name-${device.id}`;
+  const label = document.createElement('label');
+  label.htmlFor = inputId;
+  label.textContent = `New name for device ${name}`;
+  const input = document.createElement('input');
+  input.id = inputId;
+  input.type = 'text';
+  input.maxLength = 64;
+  input.required = true;
+  input.value = name;
+  const rename = document.createElement('button');
+  rename.type = 'submit';
+  rename.textContent = 'Rename';
+  rename.setAttribute('aria-label', `Rename device ${name}`);
+  form.append(label, input, rename);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const next = input.value.trim();
+    if (!next) return showError(new Error('Give the device a name.'));
+    run(`Renaming ${name}`, async () => {
+      await latchkey.renameDevice(device.id, next);
+      say(`Renamed to ${next}.`);
+      await refreshAccount();
+    });
+  });
+
+  const remove = document.createElement('button');
+  remove.type = 'button';
+  remove.className = 'danger';
+  remove.textContent = 'Remove';
+  const label0 = `Remove device ${title.textContent}`;
+  remove.setAttribute('aria-label', label0);
+  let confirming = false;
+  remove.addEventListener('click', () => {
+    if (!confirming) {
+      confirming = true;
+      remove.textContent = 'Yes, remove';
+      remove.setAttribute('aria-label', `Yes, remove device ${title.textContent}`);
+      return;
+    }
+    run(`Removing ${name}`, async () => {
+      await latchkey.removeDevice(device.id);
+      say(`Removed ${name}. Its licenses are revoked.`);
+      await syncNow();
+    });
+  });
+  const actions = document.createElement('div');
+  actions.className = 'actions';
+  actions.append(remove);
   li.append(title, meta, form, actions);
   return li;
 }

@@ -552,6 +552,25 @@ export function createLatchkey(options = {}) {
       return res.json();
     },
 
+    /** Renames one of the user's devices. @param {string} id @param {string} name */
+    async renameDevice(id, name) {
+      const res = await request(`/api/me/devices/${encodeURIComponent(id)}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify({ name }),
+      });
+      if (!res.ok) throw await problemError(res);
+    },
+
+    /**
+     * Removes one of the user's devices: its licenses are revoked and the sign-ins that minted
+     * them end, so it locks at its next sync. @param {string} id the device key's thumbprint
+     */
+    async removeDevice(id) {
+      const res = await request(`/api/me/devices/${encodeURIComponent(id)}`, { method: 'DELETE' });
+      if (!res.ok) throw await problemError(res);
+    },
+
     /**
      * Makes a new set of one-time recovery codes for the signed-in user, replacing the old
      * set (after a passkey confirmation if needed). Show them once; they are not kept.
