@@ -85,6 +85,9 @@ pub enum AdminCommand {
         /// Expiry: an RFC 3339 time or a date (YYYY-MM-DD, end of that day UTC).
         #[arg(long)]
         until: Option<String>,
+        /// Devices it allows at once (default: LATCHKEY_MAX_DEVICES of the service).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        max_devices: Option<i64>,
     },
     /// Remove an entitlement from a user and revoke the licenses that carry it.
     RevokeEntitlement { user: String, entitlement: String },
@@ -263,6 +266,12 @@ pub struct ServeArgs {
     /// confirmation this recent (0: a confirmation of their own every time).
     #[arg(long, env = "LATCHKEY_STEP_UP_MINUTES", default_value_t = 5)]
     pub step_up_minutes: u64,
+    /// Devices an entitlement allows at once unless its grant says otherwise; unset: unlimited.
+    #[arg(long, env = "LATCHKEY_MAX_DEVICES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_devices: Option<u32>,
+    /// Devices a user may remove themselves within 30 days (each removal frees a place).
+    #[arg(long, env = "LATCHKEY_DEVICE_REMOVALS_PER_30D", default_value_t = 3)]
+    pub device_removals_per_30d: u32,
     /// Destructive admin actions need a passkey sign-in this recent (0: every time).
     #[arg(long, env = "LATCHKEY_ADMIN_REAUTH_MINUTES", default_value_t = 10)]
     pub admin_reauth_minutes: u64,

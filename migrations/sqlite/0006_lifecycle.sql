@@ -43,3 +43,7 @@ CREATE TABLE devices (
 -- Devices that minted before this migration.
 INSERT INTO devices (user_id, jkt, name, first_seen, last_sync)
 SELECT user_id, device_jkt, 'Device', MIN(issued_at), MAX(issued_at) FROM licenses GROUP BY user_id, device_jkt;
+
+-- How many devices an entitlement allows at once; NULL: LATCHKEY_MAX_DEVICES
+-- (unlimited when that is unset).
+ALTER TABLE entitlements ADD COLUMN max_devices BIGINT;

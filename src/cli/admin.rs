@@ -16,6 +16,7 @@ pub async fn run(common: &Common, cmd: AdminCommand) -> anyhow::Result<()> {
             user,
             entitlement,
             until,
+            max_devices,
         } => {
             let user = find_user(&store, &user).await?;
             let until = until
@@ -24,7 +25,8 @@ pub async fn run(common: &Common, cmd: AdminCommand) -> anyhow::Result<()> {
                     ops::parse_until(text).context("--until must be YYYY-MM-DD or an RFC 3339 time")
                 })
                 .transpose()?;
-            ops::grant_entitlement(&store, &actor, &user.id, &entitlement, until).await?;
+            ops::grant_entitlement(&store, &actor, &user.id, &entitlement, until, max_devices)
+                .await?;
             match until {
                 Some(t) => println!(
                     "granted {entitlement} to {} until {}",

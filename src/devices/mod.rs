@@ -117,6 +117,7 @@ pub(crate) async fn rename(
     responses(
         (status = 204, description = "Removed"),
         (status = 404, description = "No such device of yours", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`device-removals-exhausted`: `LATCHKEY_DEVICE_REMOVALS_PER_30D` reached", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn remove(
@@ -136,11 +137,27 @@ pub(crate) async fn remove(
     };
     match state
         .store
-        .remove_device(&user.id, &id, None, &audit, now())
+        .remove_device(
+            &user.id,
+            &id,
+            Some(state.settings.device_removals_per_30d),
+            None,
+            &audit,
+            now(),
+        )
         .await?
     {
         DeviceRemoval::Removed => {}
         DeviceRemoval::NotFound | DeviceRemoval::Unconfirmed => return Err(no_such_device()),
+        DeviceRemoval::LimitReached => {
+            return Err(AppError::conflict(
+                "device-removals-exhausted",
+                format!(
+                    "You removed {} devices in the last 30 days, as many as allowed; ask support to remove this one.",
+                    state.settings.device_removals_per_30d
+                ),
+            ))
+        }
     }
     state.status.refresh(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -181,10 +198,12 @@ pub(crate) async fn admin_remove(
     };
     match state
         .store
-        .remove_device(&id, &device, spend.as_deref(), &audit, now())
+        .remove_device(&id, &device, None, spend.as_deref(), &audit, now())
         .await?
     {
         DeviceRemoval::Removed => {}
+        // Administrators are not limited (no limit was passed).
+        DeviceRemoval::LimitReached => return Err(no_such_device()),
         DeviceRemoval::NotFound => return Err(no_such_device()),
         DeviceRemoval::Unconfirmed => return Err(crate::admin::reauthentication_required()),
     }

@@ -21,6 +21,8 @@ pub enum DeviceRemoval {
     NotFound,
     /// The passkey confirmation it needed was already spent.
     Unconfirmed,
+    /// The user already removed as many devices as allowed in 30 days.
+    LimitReached,
 }
 
 impl Store {
@@ -50,11 +52,22 @@ impl Store {
         &self,
         user_id: &str,
         jkt: &str,
+        removals_per_30d: Option<i64>,
         spend: Option<&str>,
         audit: &AuditEvent<'_>,
         now: i64,
     ) -> Result<DeviceRemoval> {
         let outcome = transaction!(self, tx => {
+            if let Some(allowed) = removals_per_30d {
+                // The user's own removals, as the audit log (kept at least 30 days) has them.
+                let recent: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM audit_log WHERE event = 'device.removed' AND target_user_id = $1 \
+                     AND actor_user_id = $1 AND at > $2")
+                    .bind(user_id).bind(now - 30 * 86_400).fetch_one(&mut *tx).await?;
+                if recent >= allowed {
+                    return Ok(DeviceRemoval::LimitReached);
+                }
+            }
             let removed = sqlx::query("UPDATE devices SET removed_at = $3 WHERE user_id = $1 AND jkt = $2 AND removed_at IS NULL")
                 .bind(user_id).bind(jkt).bind(now).execute(&mut *tx).await?.rows_affected();
             if removed == 0 {

@@ -132,3 +132,138 @@ on_both_databases! {
         assert_eq!(audit.body["events"].as_array().unwrap().len(), 2);
     }
 }
+
+/// Registers `name` on a new client with `premium` granted by the CLI (`extra` flags).
+async fn premium(app: &TestApp, name: &str, extra: &[&str]) -> reqwest::Client {
+    let client = new_client();
+    app.register_with(&client, name, Default::default()).await;
+    let mut args = vec!["admin", "grant", name, "premium"];
+    args.extend_from_slice(extra);
+    app.cli(&args).await.unwrap();
+    client
+}
+
+/// Mints with a fresh proof; the reply, whatever it is.
+async fn try_mint(app: &TestApp, client: &reqwest::Client, device: &DeviceKey) -> Reply {
+    let proof = device.proof("POST", &format!("{ORIGIN}/api/licenses"), None, None);
+    app.send(
+        client,
+        Method::POST,
+        "/api/licenses",
+        None,
+        &[("dpop", &proof)],
+    )
+    .await
+}
+
+on_both_databases! {
+    async fn a_new_device_beyond_the_limit_gets_a_409_listing_the_active_ones_and_a_known_one_never_counts_twice(app) {
+        let client = premium(&app, "alice", &["--max-devices", "2"]).await;
+        let (a, b, c) = (DeviceKey::ed25519(), DeviceKey::es256(), DeviceKey::ed25519());
+        for device in [&a, &b, &a, &b, &a] {
+            assert_eq!(try_mint(&app, &client, device).await.status, StatusCode::CREATED);
+        }
+        let refused = try_mint(&app, &client, &c).await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+        assert_eq!(refused.problem(), "device-limit");
+        let mut listed: Vec<&str> = refused.body["devices"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+        listed.sort_unstable();
+        let mut expected = [a.thumbprint(), b.thumbprint()];
+        expected.sort();
+        assert_eq!(listed, expected.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM licenses WHERE device_jkt = '{}'", c.thumbprint())).await, 0, "nothing half-written");
+        assert_eq!(app.count("devices").await, 2);
+
+        let removed = app.send(&client, Method::DELETE, &format!("/api/me/devices/{}", b.thumbprint()), None, &[]).await;
+        assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+        // Removing b ended the sign-in that minted for it (this one): sign in again.
+        assert_eq!(try_mint(&app, &client, &c).await.status, StatusCode::UNAUTHORIZED);
+    }
+
+    async fn removing_a_device_makes_room_for_a_new_one(app) {
+        let phone = new_client();
+        let mut alice = app.register_with(&phone, "alice", Default::default()).await;
+        app.cli(&["admin", "grant", "alice", "premium", "--max-devices", "1"]).await.unwrap();
+        let (a, b) = (DeviceKey::ed25519(), DeviceKey::ed25519());
+        assert_eq!(try_mint(&app, &phone, &a).await.status, StatusCode::CREATED);
+        let laptop = new_client();
+        let signed_in = app.login_with(&laptop, Some("alice"), &mut alice.authenticator, &Default::default()).await;
+        assert_eq!(signed_in.status, StatusCode::OK);
+        assert_eq!(try_mint(&app, &laptop, &b).await.status, StatusCode::CONFLICT);
+        let removed = app.send(&laptop, Method::DELETE, &format!("/api/me/devices/{}", a.thumbprint()), None, &[]).await;
+        assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+        assert_eq!(try_mint(&app, &laptop, &b).await.status, StatusCode::CREATED);
+        // The phone's sign-in ended with its device; signed in again, it is the new device over the limit.
+        assert_eq!(try_mint(&app, &phone, &a).await.status, StatusCode::UNAUTHORIZED);
+        let again = app.login_with(&phone, Some("alice"), &mut alice.authenticator, &Default::default()).await;
+        assert_eq!(again.status, StatusCode::OK);
+        assert_eq!(try_mint(&app, &phone, &a).await.problem(), "device-limit");
+    }
+
+    async fn two_new_devices_minting_at_once_never_exceed_the_limit(app) {
+        let client = premium(&app, "alice", &["--max-devices", "1"]).await;
+        let devices: Vec<DeviceKey> = (0..6).map(|i| if i % 2 == 0 { DeviceKey::ed25519() } else { DeviceKey::es256() }).collect();
+        let replies = futures::future::join_all(devices.iter().map(|d| try_mint(&app, &client, d))).await;
+        let created = replies.iter().filter(|r| r.status == StatusCode::CREATED).count();
+        let refused = replies.iter().filter(|r| r.status == StatusCode::CONFLICT && r.problem() == "device-limit").count();
+        assert_eq!((created, refused), (1, 5), "{:?}", replies.iter().map(|r| &r.text).collect::<Vec<_>>());
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM devices WHERE removed_at IS NULL").await, 1);
+        assert_eq!(app.count("licenses").await, 1);
+    }
+
+    async fn a_user_removes_at_most_the_allowed_devices_in_30_days_an_administrator_more(app) {
+        admin(&app).await;
+        let phone = new_client();
+        let alice = app.register_with(&phone, "alice", Default::default()).await;
+        let mut alice = alice;
+        let keys: Vec<DeviceKey> = (0..5).map(|_| DeviceKey::ed25519()).collect();
+        for (i, key) in keys.iter().enumerate() {
+            // Each removal ends the sign-in that minted: one sign-in per device.
+            let client = if i == 0 { phone.clone() } else { new_client() };
+            if i > 0 {
+                let signed_in = app.login_with(&client, Some("alice"), &mut alice.authenticator, &Default::default()).await;
+                assert_eq!(signed_in.status, StatusCode::OK);
+            }
+            assert_eq!(try_mint(&app, &client, key).await.status, StatusCode::CREATED);
+        }
+        let remover = new_client();
+        assert_eq!(app.login_with(&remover, Some("alice"), &mut alice.authenticator, &Default::default()).await.status, StatusCode::OK);
+        for key in &keys[..3] {
+            let removed = app.send(&remover, Method::DELETE, &format!("/api/me/devices/{}", key.thumbprint()), None, &[]).await;
+            assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+        }
+        let fourth = app.send(&remover, Method::DELETE, &format!("/api/me/devices/{}", keys[3].thumbprint()), None, &[]).await;
+        assert_eq!(fourth.status, StatusCode::CONFLICT, "{}", fourth.text);
+        assert_eq!(fourth.problem(), "device-removals-exhausted");
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM devices WHERE removed_at IS NULL").await, 2, "nothing removed");
+        let by_admin = app.send(&app.client, Method::DELETE, &format!("/api/admin/users/{}/devices/{}", alice.user_id, keys[3].thumbprint()), None, &[]).await;
+        assert_eq!(by_admin.status, StatusCode::NO_CONTENT, "administrators are not limited");
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'device.removed'").await, 4);
+    }
+}
+
+crate::on_both_databases_with! {
+    &["--max-devices", "1"];
+
+    async fn the_default_limit_is_latchkey_max_devices_and_a_grant_can_raise_it(app) {
+        admin(&app).await;
+        let client = new_client();
+        let alice = app.register_with(&client, "alice", Default::default()).await;
+        // No entitlement, nothing to share: no limit.
+        let (a, b) = (DeviceKey::ed25519(), DeviceKey::ed25519());
+        assert_eq!(try_mint(&app, &client, &a).await.status, StatusCode::CREATED);
+        assert_eq!(try_mint(&app, &client, &b).await.status, StatusCode::CREATED);
+        app.cli(&["admin", "grant", "alice", "premium"]).await.unwrap();
+        let c = DeviceKey::ed25519();
+        let refused = try_mint(&app, &client, &c).await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+        assert_eq!(refused.body["devices"].as_array().unwrap().len(), 2);
+        let granted = app.post(&format!("/api/admin/users/{}/entitlements", alice.user_id), &json!({"name": "premium", "max_devices": 3})).await;
+        assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+        assert_eq!(granted.body["max_devices"], 3);
+        assert_eq!(try_mint(&app, &client, &c).await.status, StatusCode::CREATED);
+        let bad = app.post(&format!("/api/admin/users/{}/entitlements", alice.user_id), &json!({"name": "premium", "max_devices": 0})).await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(bad.problem(), "invalid-max-devices");
+    }
+}
