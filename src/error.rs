@@ -32,7 +32,7 @@ pub enum AppError {
     UnknownCredential { credential_id: String },
     /// A license for a new device beyond the account's device limit: 409
     /// with the active devices, so the app can offer to remove one.
-    #[error("This account already has its {max} devices; remove one of them to use this one.")]
+    #[error("This account already has as many devices as it may use ({max}); remove one of them to use this one.")]
     DeviceLimit {
         max: i64,
         devices: Vec<DeviceSummary>,
