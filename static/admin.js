@@ -30,6 +30,9 @@ const EVENTS = [
   'user.created',
   'recovery.issued',
   'recovery.completed',
+  'recovery.codes_made',
+  'recovery.code_refused',
+  'device.removed',
   'apikey.created',
   'apikey.revoked',
   'billing.applied',
@@ -90,6 +93,7 @@ const ui = {
   licensesTable: $('licenses-table'),
   licenseRows: $('license-rows'),
   entitlementList: $('entitlement-list'),
+  deviceList: $('device-list'),
   grantForm: $('grant-form'),
   grantName: $('grant-name'),
   grantExpiry: $('grant-expiry'),
@@ -666,7 +670,7 @@ async function loadDetail(id, { quiet = false } = {}) {
   }
 }
 
-function renderDetail({ user, passkeys = [], licenses = [], entitlements = [], sessions = [] }) {
+function renderDetail({ user, passkeys = [], licenses = [], entitlements = [], sessions = [], devices = [] }) {
   ui.detailTitle.textContent = `User ${user.username}`;
   ui.detailFacts.replaceChildren(
     ...[
@@ -690,6 +694,7 @@ function renderDetail({ user, passkeys = [], licenses = [], entitlements = [], s
   renderPasskeys(user, passkeys);
   renderLicenses(user, licenses);
   renderEntitlements(user, entitlements);
+  renderDevices(user, devices);
   const labels = passkeyLabels(passkeys);
   renderSessions(sessions, new Map(passkeys.map((p, i) => [p.id, labels[i]])));
 
@@ -797,6 +802,42 @@ function renderLicenses(user, licenses) {
       );
     }),
   );
+}
+
+function renderDevices(user, devices) {
+  ui.deviceList.replaceChildren(
+    ...devices.map((d) => {
+      const label = `${d.name} (${short(d.id)})`;
+      const button = h('button', {
+        type: 'button',
+        className: 'danger small',
+        textContent: 'Remove',
+        attrs: { 'aria-label': `Remove device ${label}` },
+        data: { key: `device:${d.id}` },
+      });
+      button.addEventListener('click', () =>
+        act({
+          title: `Remove device ${label}?`,
+          text: `Its licenses are revoked and the sign-ins that minted them end; it locks the next time ${user.username}'s app connects there.`,
+          progress: `Removing device ${label}`,
+          done: `Device ${label} removed.`,
+          request: () => api('DELETE', `/api/admin/users/${encodeURIComponent(user.id)}/devices/${encodeURIComponent(d.id)}`),
+        }),
+      );
+      return h(
+        'li',
+        { className: 'item row' },
+        h(
+          'div',
+          {},
+          h('p', { className: 'item-name', textContent: label }),
+          h('p', { className: 'meta' }, 'First seen ', time(d.first_seen), ' · last sync ', time(d.last_sync), ` · ${plural(d.active_licenses, 'active license', 'active licenses')}`),
+        ),
+        button,
+      );
+    }),
+  );
+  if (!devices.length) ui.deviceList.append(h('li', { className: 'empty', textContent: 'No devices.' }));
 }
 
 function renderEntitlements(user, entitlements) {
