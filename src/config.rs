@@ -266,6 +266,10 @@ pub struct ServeArgs {
     /// confirmation this recent (0: a confirmation of their own every time).
     #[arg(long, env = "LATCHKEY_STEP_UP_MINUTES", default_value_t = 5)]
     pub step_up_minutes: u64,
+    /// Check-in (`chk` in licenses): the longest a device may go without a status list issued
+    /// more recently; past it, `check()` locks whatever `staleStatus` says.
+    #[arg(long, env = "LATCHKEY_CHECK_IN", default_value = "7d", value_parser = parse_duration)]
+    pub check_in: Duration,
     /// Devices an entitlement allows at once unless its grant says otherwise; unset: unlimited.
     #[arg(long, env = "LATCHKEY_MAX_DEVICES", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_devices: Option<u32>,

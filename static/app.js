@@ -47,6 +47,8 @@ const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', tim
 let busy = false;
 let signedIn = false;
 let synced = false;
+/** The last sync reached the service but not the status list (an ad blocker, a proxy). */
+let statusFailed = false;
 /** @type {AbortController | null} */
 let autofill = null;
 let verdictSeq = 0;
@@ -61,7 +63,14 @@ async function showVerdict() {
   ui.verdict.textContent = v.ok ? 'Premium unlocked' : `Locked: ${v.reason}`;
   ui.verdict.classList.toggle('ok', v.ok);
   ui.premiumContent.hidden = !v.ok;
-  ui.network.textContent = !synced && !v.offline ? 'Checking connection…' : v.offline ? 'Offline' : 'Online';
+  ui.network.textContent =
+    !synced && !v.offline
+      ? 'Checking connection…'
+      : v.offline
+        ? 'Offline'
+        : statusFailed
+          ? 'Online, but the revocation list could not be loaded'
+          : 'Online';
   ui.expiry.textContent = v.expiresAt ? `License expires ${dateFormat.format(v.expiresAt)}` : 'No license on this device';
   if (!verdictShown) {
     verdictShown = true;
@@ -317,6 +326,7 @@ async function syncNow() {
 
 async function onSync(report) {
   synced = true;
+  statusFailed = report.online && report.status === 'failed';
   if (report.online) renderAccount(report.me, null);
   else renderAccount(null, await latchkey.account());
   await showVerdict();

@@ -75,7 +75,9 @@ export class LatchkeyError extends Error {
  * @property {string} [issuer] expected license `iss` (default: origin)
  * @property {string} [rpId] WebAuthn RP ID (default: this page's hostname)
  * @property {'allow' | 'lock'} [staleStatus] when the cached status list is stale or missing:
- *   'allow' honours the license until its own exp, 'lock' refuses with "status unknown"
+ *   'allow' honours the license, 'lock' refuses with "status unknown". Either way a license
+ *   with a `chk` claim locks with "check-in required" once the newest status list held (by
+ *   its signed `iat`, never the time it was read or a cache served it) is older than `chk`
  * @property {string} [dbName] IndexedDB database name (default 'latchkey')
  * @property {typeof fetch} [fetch]
  * @property {number} [refreshAfter] seconds after which sync() replaces the license (default 3600)
@@ -321,6 +323,10 @@ export function createLatchkey(options = {}) {
     const uri = state.license && peekPayload(state.license.token)?.status?.status_list?.uri;
     if (typeof uri !== 'string') return 'none';
     const res = await request(uri, { headers: { accept: 'application/statuslist+jwt' }, cache: 'no-store' });
+    if (res.headers.get(CACHE_MARK)) {
+      // The service worker's old copy: no news about revocations, and no check-in.
+      throw new LatchkeyError('The revocation list could not be loaded (blocked or unreachable).', { code: 'status-unavailable' });
+    }
     if (!res.ok) throw await problemError(res);
     const token = (await res.text()).trim();
     const { payload } = await verifyJws(token, state.jwks, 'statuslist+jwt');
@@ -713,6 +719,9 @@ export function createLatchkey(options = {}) {
       } catch (e) {
         report.status = 'failed';
         report.error ??= e;
+        // The service answered this sync; only the status list did not come (an ad blocker,
+        // a proxy rule): that is not being offline, and the page should say so.
+        network = 'online';
       }
       return report;
     },

@@ -124,7 +124,7 @@ pub(crate) async fn mint(
         }),
         cks,
         name: Some(user.username.clone()),
-        chk: None,
+        chk: Some(state.settings.check_in_secs),
     };
     let token =
         sign_jwt(&keyring.active.key, &kid, LICENSE_TYP, &claims).map_err(anyhow::Error::from)?;
