@@ -430,16 +430,22 @@ $('signout-button').addEventListener('click', () =>
       ui.unlockResult.textContent = '';
       await showVerdict();
     }
-    say(offline ? 'Signed out on this device. You were offline, so the service ends that session when it expires.' : 'Signed out.');
+    say(offline ? "Signed out on this device. You're offline: the service is told as soon as you're back online." : 'Signed out.');
   }),
 );
 
 $('signout-everywhere-button').addEventListener('click', () =>
   run('Signing out everywhere', async () => {
-    await latchkey.signOutEverywhere();
+    let offline = false;
+    try {
+      await latchkey.signOutEverywhere();
+    } catch (error) {
+      if (error?.code !== 'offline') throw error;
+      offline = true;
+    }
     renderAccount(null, null);
     await showVerdict();
-    say('Signed out on every device.');
+    say(offline ? "Signed out on this device. You're offline: your other devices are signed out when you're back online." : 'Signed out on every device.');
   }),
 );
 

@@ -318,6 +318,50 @@ export function createLatchkey(options = {}) {
     return jwks;
   }
 
+  /**
+   * Sends a sign-out made offline, before anything else reaches the service. True when none
+   * is pending (any more); false while still offline.
+   */
+  async function flushSignOut() {
+    const { pendingSignOut } = await kv.get(['pendingSignOut']);
+    if (!pendingSignOut) return true;
+    try {
+      if (pendingSignOut === 'everywhere') {
+        try {
+          await postJson('/api/logout/everywhere');
+        } catch (e) {
+          // Nobody is there to confirm with a passkey now: end this session at least.
+          if (!(e instanceof LatchkeyError && e.type === STEP_UP_REQUIRED)) throw e;
+          await postJson('/api/logout');
+        }
+      } else {
+        await postJson('/api/logout');
+      }
+    } catch (e) {
+      if (e?.code === 'offline') return false;
+      if (e?.status !== 401) throw e; // 401: that session had ended anyway
+    }
+    await kv.del(['pendingSignOut']);
+    return true;
+  }
+
+  /** Signs out here at once; offline, the service is told at the next sync (before anything else). */
+  async function signOutHere(kind, send) {
+    abortAutofill();
+    let failure = null;
+    try {
+      await send();
+    } catch (e) {
+      failure = e;
+      // A refused or cancelled "everywhere" changes nothing; plain sign-out forgets anyway.
+      if (e?.code !== 'offline' && kind === 'everywhere') throw e;
+      if (e?.code === 'offline') await kv.put({ pendingSignOut: kind });
+    }
+    await forgetCurrentLicense();
+    await kv.del(['account']);
+    if (failure) throw failure;
+  }
+
   async function syncStatusList() {
     const state = await readCheckState();
     const uri = state.license && peekPayload(state.license.token)?.status?.status_list?.uri;
@@ -482,19 +526,16 @@ export function createLatchkey(options = {}) {
 
     /** Ends this browser's session and forgets this user's license on this device. */
     async signOut() {
-      abortAutofill();
-      try {
-        await postJson('/api/logout');
-      } finally {
-        await forgetCurrentLicense();
-      }
+      await signOutHere('this', () => postJson('/api/logout'));
     },
 
-    /** Ends every session of this user (after a passkey confirmation if needed), then forgets the license here. */
+    /**
+     * Ends every session of this user (after a passkey confirmation if needed), then forgets
+     * the license here. Offline, this device is signed out at once and the service is told at
+     * the next sync (then, without a passkey at hand, at least this session ends).
+     */
     async signOutEverywhere() {
-      abortAutofill();
-      await withStepUp(() => postJson('/api/logout/everywhere'));
-      await forgetCurrentLicense();
+      await signOutHere('everywhere', () => withStepUp(() => postJson('/api/logout/everywhere')));
     },
 
     /**
@@ -516,6 +557,7 @@ export function createLatchkey(options = {}) {
      * @returns {Promise<any | null>}
      */
     async me() {
+      if (!(await flushSignOut())) return null;
       const res = await request('/api/me', { headers: { accept: 'application/json' }, cache: 'no-store' });
       if (res.status === 401) {
         await kv.del(['account']);
@@ -696,6 +738,8 @@ export function createLatchkey(options = {}) {
       /** @type {SyncReport} */
       const report = { online: false, me: null, license: 'unchanged', status: 'unchanged', error: null };
       try {
+        // A sign-out made offline goes first, before this browser's cookie is used for anything.
+        if (!(await flushSignOut())) return report;
         await syncJwks();
       } catch (e) {
         report.error = e;
