@@ -323,7 +323,8 @@ export function createLatchkey(options = {}) {
    * is pending (any more); false while still offline.
    */
   async function flushSignOut() {
-    const { pendingSignOut } = await kv.get(['pendingSignOut']);
+    // Without storage (no IndexedDB) nothing can be pending.
+    const { pendingSignOut } = await kv.get(['pendingSignOut']).catch(() => ({}));
     if (!pendingSignOut) return true;
     try {
       if (pendingSignOut === 'everywhere') {
