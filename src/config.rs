@@ -336,13 +336,15 @@ pub struct BusinessArgs {
     /// Stripe webhook signing secrets (`whsec_…`), comma-separated: several during a rotation.
     #[arg(long, env = "LATCHKEY_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     pub stripe_webhook_secret: Option<Secret>,
-    /// Stripe price or product ids to entitlement names: `price_123=premium,prod_456=pro`.
+    /// Stripe price or product ids to entitlement names: `price_123=premium,prod_456=pro`;
+    /// `price_123=premium@3` also limits it to 3 devices at once.
     #[arg(long, env = "LATCHKEY_STRIPE_ENTITLEMENTS", default_value = "")]
     pub stripe_entitlements: String,
     /// Paddle notification secret keys, comma-separated: several during a rotation.
     #[arg(long, env = "LATCHKEY_PADDLE_WEBHOOK_SECRET", hide_env_values = true)]
     pub paddle_webhook_secret: Option<Secret>,
-    /// Paddle price or product ids to entitlement names: `pri_01…=premium,pro_01…=pro`.
+    /// Paddle price or product ids to entitlement names: `pri_01…=premium,pro_01…=pro`;
+    /// `pri_01…=premium@3` also limits it to 3 devices at once.
     #[arg(long, env = "LATCHKEY_PADDLE_ENTITLEMENTS", default_value = "")]
     pub paddle_entitlements: String,
     /// How long a paid entitlement outlasts the end of the period it was paid for.
@@ -556,6 +558,8 @@ pub struct ProviderSettings {
     pub secrets: Vec<Secret>,
     /// Price or product id to entitlement name.
     pub entitlements: std::collections::HashMap<String, String>,
+    /// Entitlement name to the devices it allows at once (`name@N` in the mapping).
+    pub max_devices: std::collections::HashMap<String, i64>,
 }
 
 /// One receiver of event webhooks.
@@ -590,7 +594,31 @@ impl BusinessArgs {
     /// Checks the settings together, one line per problem.
     pub fn parse(&self) -> Result<Business, String> {
         let provider = |variable: &str, secret: Option<&Secret>, map: &str| {
-            let entitlements = parse_entitlement_map(variable, map)?;
+            let mut entitlements = parse_entitlement_map(variable, map)?;
+            let mut max_devices = std::collections::HashMap::new();
+            for name in entitlements.values_mut() {
+                let Some((plain, n)) = name.split_once('@') else {
+                    continue;
+                };
+                let limit = n
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| {
+                        format!("{variable}: {name:?} needs a device limit from 1 to 10000 after @, such as premium@3")
+                    })?;
+                let plain = plain.trim().to_owned();
+                if max_devices
+                    .insert(plain.clone(), limit)
+                    .is_some_and(|l| l != limit)
+                {
+                    return Err(format!(
+                        "{variable}: {plain} has two different device limits"
+                    ));
+                }
+                *name = plain;
+            }
             if let Some((_, bad)) = entitlements.iter().find(|(_, n)| !entitlement_name_ok(n)) {
                 return Err(format!(
                     "{variable}: {bad:?} is not an entitlement name (a-z, 0-9, - _ . :)"
@@ -599,6 +627,7 @@ impl BusinessArgs {
             Ok::<_, String>(ProviderSettings {
                 secrets: secrets(secret),
                 entitlements,
+                max_devices,
             })
         };
         let stripe = provider(
