@@ -137,8 +137,8 @@ function passkeyItem(passkey, index) {
     if (!next) return showError(new Error('Give the passkey a name.'));
     run(`Renaming ${name}`, async () => {
       await latchkey.renamePasskey(passkey.id, next);
-      say(`Renamed to ${next}.`);
       await refreshAccount();
+      say(`Renamed to ${next}.`);
     });
   });
 
@@ -171,8 +171,8 @@ function passkeyItem(passkey, index) {
     reset();
     run(`Removing ${name}`, async () => {
       await latchkey.removePasskey(passkey.id);
-      say(`Removed ${name}.`);
       await refreshAccount();
+      say(`Removed ${name}.`);
     });
   });
 

@@ -140,6 +140,29 @@ fn all_valid_and_one_at_a_time(log: &[Value]) {
     }
 }
 
+/// Reads `path` until `done` holds for its body (the sender records an answer just after the
+/// receiver logs it), failing after 10 s.
+async fn settled(
+    app: &TestApp,
+    path: &str,
+    done: impl Fn(&Value) -> bool,
+) -> crate::helpers::Reply {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = app.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        if done(&page.body) {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never settled: {}",
+            page.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn settings<'a>(url: &'a str, secret: &'a str, schedule: &'a str) -> Vec<&'a str> {
     vec![
         "--webhook-url",
@@ -234,8 +257,11 @@ on_both! {
         assert_eq!(log[1]["id"], log[3]["id"], "a retry is the same message");
         assert_eq!(log[1]["payload"], log[3]["payload"]);
         assert_eq!(log[4]["payload"]["data"]["entitlement"], "pro", "the newer event waited for the older");
-        let page = app.get("/api/admin/webhooks?status=delivered").await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        // The receiver has answered; the sender records it a moment later.
+        let page = settled(&app, "/api/admin/webhooks?status=delivered", |body| {
+            body["deliveries"].as_array().is_some_and(|rows| rows.len() == 3)
+        })
+        .await;
         let first_grant = &page.body["deliveries"][1];
         assert_eq!(first_grant["type"], "entitlement.granted");
         assert_eq!(first_grant["attempts"], 3);
@@ -248,7 +274,10 @@ on_both! {
         let log = receiver.wait("the second removal", |log| delivered(log).len() == 4).await;
         assert_eq!(log.len(), 9);
         assert_eq!(log[8]["payload"]["data"]["entitlement"], "premium");
-        let failed = app.get("/api/admin/webhooks?status=failed").await;
+        let failed = settled(&app, "/api/admin/webhooks?status=failed", |body| {
+            body["deliveries"].as_array().is_some_and(|rows| rows.len() == 1)
+        })
+        .await;
         let row = &failed.body["deliveries"][0];
         assert_eq!(row["type"], "entitlement.removed");
         assert_eq!(row["attempts"], 3);
