@@ -710,7 +710,7 @@ function renderPasskeys(user, passkeys) {
         ' · last used ',
         time(p.last_used_at, { missing: 'never' }),
         ` · ${sync}`,
-        p.aaguid ? ` · AAGUID ${p.aaguid}` : '',
+        p.provider ? ` · kept by ${p.provider}` : '',
       );
       const item = h('li', { className: `item${p.revoked_at ? ' revoked' : ''}`, data: { passkey: p.id } }, h('p', { className: 'item-name', textContent: label }), status, meta);
       if (!p.revoked_at) {
