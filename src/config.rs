@@ -515,6 +515,9 @@ impl Common {
                 "LATCHKEY_ORIGIN uses http:// on {host}; passkeys need https:// except on localhost"
             ));
         }
+        if let Some(audience) = &self.license_audience {
+            check_audience(audience)?;
+        }
         Ok(())
     }
 
@@ -550,6 +553,33 @@ pub struct Business {
     pub retry_schedule: Vec<Duration>,
     pub poll: Duration,
     pub timeout: Duration,
+}
+
+/// The license audience is compared byte for byte by every verifier: an app's origin
+/// (`https://app.example.com`, no path or trailing slash) or a plain identifier.
+fn check_audience(audience: &str) -> Result<(), String> {
+    let plain = !audience.is_empty()
+        && audience.len() <= 255
+        && !audience
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control());
+    if !plain {
+        return Err(format!(
+            "LATCHKEY_LICENSE_AUDIENCE must be an origin or identifier of 1 to 255 characters without spaces, got {audience:?}"
+        ));
+    }
+    if audience.contains("://") {
+        let bare = Url::parse(audience).is_ok_and(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.origin().ascii_serialization() == audience
+        });
+        if !bare {
+            return Err(format!(
+                "LATCHKEY_LICENSE_AUDIENCE must be a bare origin such as https://app.example.com (no path or trailing slash), got {audience}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn entitlement_name_ok(name: &str) -> bool {
