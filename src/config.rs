@@ -342,6 +342,9 @@ pub struct BusinessArgs {
     /// Longest wait for a receiver's answer.
     #[arg(long, env = "LATCHKEY_WEBHOOK_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub webhook_timeout: Duration,
+    /// How long delivered and given-up messages stay in the delivery log.
+    #[arg(long, env = "LATCHKEY_WEBHOOK_LOG_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub webhook_log_retention: Duration,
 }
 
 /// Retry delays, in order.
@@ -553,6 +556,8 @@ pub struct Business {
     pub retry_schedule: Vec<Duration>,
     pub poll: Duration,
     pub timeout: Duration,
+    /// Seconds a delivered or given-up message stays in the delivery log.
+    pub log_retention_secs: i64,
 }
 
 /// The license audience is compared byte for byte by every verifier: an app's origin
@@ -659,6 +664,8 @@ impl BusinessArgs {
             retry_schedule: self.webhook_retry_schedule.0.clone(),
             poll: self.webhook_poll.max(Duration::from_millis(50)),
             timeout: self.webhook_timeout.max(Duration::from_millis(100)),
+            log_retention_secs: i64::try_from(self.webhook_log_retention.as_secs())
+                .unwrap_or(i64::MAX / 4),
         })
     }
 }

@@ -103,6 +103,22 @@ impl Store {
         )
     }
 
+    /// Deletes delivered and given-up messages whose event is older than
+    /// `before` (seconds); pending ones stay whatever their age, so nothing
+    /// waiting is lost and the order per endpoint is kept.
+    pub async fn prune_webhook_log(&self, before: i64) -> Result<u64> {
+        let sql = "DELETE FROM webhook_outbox WHERE id IN (SELECT id FROM webhook_outbox \
+                   WHERE status <> 'pending' AND at < $1 ORDER BY id LIMIT 10000)";
+        let mut total = 0;
+        loop {
+            let n = dispatch!(self.writer(), p => sqlx::query(sql).bind(before).execute(p).await.map(|r| r.rows_affected()))?;
+            total += n;
+            if n < 10_000 {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Records an attempt, if `owner` still holds the endpoint's lease.
     pub async fn record_webhook_attempt(
         &self,
