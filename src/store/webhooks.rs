@@ -107,16 +107,15 @@ impl Store {
     /// `before` (seconds); pending ones stay whatever their age, so nothing
     /// waiting is lost and the order per endpoint is kept.
     pub async fn prune_webhook_log(&self, before: i64) -> Result<u64> {
-        let sql = "DELETE FROM webhook_outbox WHERE id IN (SELECT id FROM webhook_outbox \
-                   WHERE status <> 'pending' AND at < $1 ORDER BY id LIMIT 10000)";
-        let mut total = 0;
-        loop {
-            let n = dispatch!(self.writer(), p => sqlx::query(sql).bind(before).execute(p).await.map(|r| r.rows_affected()))?;
-            total += n;
-            if n < 10_000 {
-                return Ok(total);
-            }
-        }
+        let sql = format!(
+            "DELETE FROM webhook_outbox WHERE id IN (SELECT id FROM webhook_outbox \
+                   WHERE status <> 'pending' AND at < $1 ORDER BY id LIMIT {})",
+            super::PRUNE_BATCH
+        );
+        super::prune_in_batches(|| async {
+            Ok(dispatch!(self.writer(), p => sqlx::query(&sql).bind(before).execute(p).await.map(|r| r.rows_affected()))?)
+        })
+        .await
     }
 
     /// Records an attempt, if `owner` still holds the endpoint's lease.
