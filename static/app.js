@@ -139,7 +139,8 @@ function passkeyItem(passkey, index) {
   const meta = document.createElement('p');
   meta.className = 'meta';
   const sync = passkey.backup_state ? 'synced' : passkey.backup_eligible ? 'can sync' : 'this device only';
-  meta.textContent = `Added ${formatDate(passkey.created_at)} · last used ${formatDate(passkey.last_used_at)} · ${sync}`;
+  const keeper = passkey.provider && passkey.provider !== name ? ` · kept by ${passkey.provider}` : '';
+  meta.textContent = `Added ${formatDate(passkey.created_at)} · last used ${formatDate(passkey.last_used_at)} · ${sync}${keeper}`;
 
   const form = document.createElement('form');
   form.className = 'rename';
@@ -164,8 +165,8 @@ function passkeyItem(passkey, index) {
     if (!next) return showError(new Error('Give the passkey a name.'));
     run(`Renaming ${name}`, async () => {
       await latchkey.renamePasskey(passkey.id, next);
-      say(`Renamed to ${next}.`);
       await refreshAccount();
+      say(`Renamed to ${next}.`);
     });
   });
 
@@ -198,8 +199,8 @@ function passkeyItem(passkey, index) {
     reset();
     run(`Removing ${name}`, async () => {
       await latchkey.removePasskey(passkey.id);
-      say(`Removed ${name}.`);
       await refreshAccount();
+      say(`Removed ${name}.`);
     });
   });
 
@@ -454,7 +455,7 @@ const recoveryCode = new URLSearchParams(location.search).get('recover');
 
 $('recover-button').addEventListener('click', () =>
   run('Creating your new passkey', async () => {
-    const user = await latchkey.enroll(recoveryCode);
+    const user = await latchkey.recover({ token: recoveryCode });
     ui.recover.hidden = true;
     // The code works once: don't leave it in the address bar or the history.
     history.replaceState(null, '', location.pathname);
@@ -473,7 +474,7 @@ $('recovery-code-form').addEventListener('submit', (event) => {
     return;
   }
   run('Creating your new passkey', async () => {
-    const user = await latchkey.recover(name, code);
+    const user = await latchkey.recover({ username: name, code });
     ui.recoveryCode.value = '';
     say(`Passkey added. Signed in as ${user.username}.`);
     await syncNow();
@@ -482,7 +483,7 @@ $('recovery-code-form').addEventListener('submit', (event) => {
 
 $('recovery-codes-button').addEventListener('click', () =>
   run('Making recovery codes', async () => {
-    const { codes } = await latchkey.makeRecoveryCodes();
+    const { codes } = await latchkey.recoveryCodes();
     ui.recoveryCodeList.replaceChildren(
       ...codes.map((code) => {
         const li = document.createElement('li');

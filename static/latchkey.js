@@ -472,15 +472,22 @@ export function createLatchkey(options = {}) {
     },
 
     /**
-     * Adds a new passkey to `username`'s account with one of the recovery codes the user made
-     * earlier (`makeRecoveryCodes`); each code works once. The browser is signed in afterwards.
-     * @param {string} username
-     * @param {string} code
+     * Adds a new passkey to an existing account and signs the browser in:
+     * `recover({ token })` with a recovery link's code (`/?recover=lke_…`, from an
+     * administrator), or `recover({ username, code })` with one of the recovery codes the user
+     * made earlier (`recoveryCodes()`). Each works once. `recover(username, code)` is the same
+     * as the second form.
+     * @param {{token: string} | {username: string, code: string} | string} request
+     * @param {string | {signal?: AbortSignal}} [codeOrOpts]
      * @param {{signal?: AbortSignal}} [opts]
      * @returns {Promise<{user_id: string, credential_id: string, username: string}>}
      */
-    async recover(username, code, { signal } = {}) {
+    async recover(request, codeOrOpts, opts) {
+      if (typeof request === 'string') return api.recover({ username: request, code: String(codeOrOpts) }, opts);
+      const { signal } = (typeof codeOrOpts === 'object' && codeOrOpts) || {};
+      if (request?.token) return api.enroll(request.token, { signal });
       abortAutofill();
+      const { username, code } = request ?? {};
       const options = await postJson('/api/register/recover', { username, code }, { signal });
       const credential = await webauthn(() =>
         navigator.credentials.create({ publicKey: creationOptions(options.publicKey), signal }),
@@ -625,8 +632,29 @@ export function createLatchkey(options = {}) {
      * set (after a passkey confirmation if needed). Show them once; they are not kept.
      * @returns {Promise<{codes: string[], created_at: string}>}
      */
-    async makeRecoveryCodes() {
+    async recoveryCodes() {
       return withStepUp(() => postJson('/api/me/recovery-codes'));
+    },
+
+    /** The same as `recoveryCodes()`. */
+    async makeRecoveryCodes() {
+      return api.recoveryCodes();
+    },
+
+    /**
+     * The signed-in user's devices (each device key that got a license): `{id, name,
+     * first_seen, last_sync, active_licenses}`, oldest first; null when not signed in.
+     * @returns {Promise<Array<{id: string, name: string, first_seen: string, last_sync: string, active_licenses: number}> | null>}
+     */
+    async devices() {
+      const me = await api.me();
+      return me ? me.devices ?? [] : null;
+    },
+
+    /** Whether a sign-out made offline is still waiting to be sent (at the next sync). */
+    async signOutPending() {
+      const { pendingSignOut } = await kv.get(['pendingSignOut']).catch(() => ({}));
+      return Boolean(pendingSignOut);
     },
 
     /** Removes one of the user's passkeys (after a passkey confirmation if needed). @param {string} id */
