@@ -316,8 +316,10 @@ on_both_databases! {
         app.register_with(&new_client(), "bob", Default::default()).await;
         let from_here = recover_start(&app, &guesser, "bob", "BBBB-BBBB-BBBB-BBBB").await;
         assert_eq!(from_here.status, StatusCode::TOO_MANY_REQUESTS, "20 wrong codes from one address");
-        // Once the window has passed, the right code works again.
+        // Once the window has passed, the right code works again, and the upkeep forgets the old guesses.
         app.execute("UPDATE recovery_failures SET at = at - 901").await;
         assert_eq!(recover_start(&app, &new_client(), "alice", &codes[0]).await.status, StatusCode::OK);
+        app.state.store.delete_expired(time::OffsetDateTime::now_utc().unix_timestamp()).await.unwrap();
+        assert_eq!(app.count("recovery_failures").await, 0, "guessing cannot grow the table for ever");
     }
 }
