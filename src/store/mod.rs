@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+mod batch;
 mod error;
 
 pub mod admin;
@@ -81,6 +82,8 @@ pub enum Backend<S, P> {
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Pools,
+    /// The group-commit writer of the hot-path writes (see [`batch`]).
+    queue: batch::Queue,
 }
 
 #[derive(Clone, Debug)]
@@ -124,6 +127,7 @@ impl Store {
                 .await
                 .with_context(|| format!("cannot open the SQLite database {url}"))?;
             Ok(Self {
+                queue: batch::Queue::start(Backend::Sqlite(write.clone())),
                 inner: Pools::Sqlite {
                     read,
                     write,
@@ -142,6 +146,7 @@ impl Store {
                     "cannot connect to the PostgreSQL database in LATCHKEY_DATABASE_URL"
                 })?;
             Ok(Self {
+                queue: batch::Queue::start(Backend::Postgres(pool.clone())),
                 inner: Pools::Postgres(pool),
             })
         } else {
