@@ -16,9 +16,10 @@ use std::collections::HashSet;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit::AuditEvent;
 use super::audit::OwnedAuditEvent;
-use super::licenses::{mint_statements, MintError, OwnedLicense};
-use super::{Backend, Error, Result};
+use super::licenses::{mint_statements, MintError, NewLicense, OwnedLicense};
+use super::{Backend, Error, Result, Store};
 use sqlx::{PgPool, SqlitePool};
 
 /// Most items committed in one transaction.
@@ -44,7 +45,7 @@ pub(crate) struct MintItem {
 
 /// How one item ended, once its batch committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     Done,
     /// The DPoP proof id was already spent (before or earlier in the batch).
     Replay,
@@ -161,7 +162,8 @@ fn first_uses<'a>(items: &[&'a Item]) -> (Vec<(usize, &'a str, i64)>, Vec<usize>
 macro_rules! apply {
     ($tx:ident, $sqlite:expr, $items:expr, $firsts:ident => $proofs:expr) => {{
         let items: &[&Item] = $items;
-        let mut results: Vec<Result<Outcome>> = (0..items.len()).map(|_| Ok(Outcome::Done)).collect();
+        let mut results: Vec<Result<Outcome>> =
+            (0..items.len()).map(|_| Ok(Outcome::Done)).collect();
         let ($firsts, repeats) = first_uses(items);
         for i in repeats {
             results[i] = Ok(Outcome::Replay);
@@ -179,7 +181,9 @@ macro_rules! apply {
                 Item::Proof { .. } => {}
                 Item::Audit(event, at) => {
                     let e = event.borrowed();
-                    super::audit::insert_event!(e, *at).execute(&mut *$tx).await?;
+                    super::audit::insert_event!(e, *at)
+                        .execute(&mut *$tx)
+                        .await?;
                 }
                 Item::Mint(mint) => {
                     // A savepoint per mint: a refused mint leaves nothing
@@ -249,4 +253,54 @@ async fn commit_postgres(pool: &PgPool, items: &[&Item]) -> Result<Vec<Result<Ou
     });
     tx.commit().await?;
     Ok(results)
+}
+
+/// One write of [`Store::commit_together`].
+pub enum Write<'a> {
+    Proof(&'a str, i64),
+    Mint {
+        proof_id: &'a str,
+        proof_expires_at: i64,
+        slot: (i64, i64),
+        license: NewLicense<'a>,
+        audit: AuditEvent<'a>,
+    },
+    Audit(AuditEvent<'a>, i64),
+}
+
+impl Store {
+    /// Commits `writes` as one batch of the group commit, exactly as the writer
+    /// task does, but without the queue: tests use it to be sure that failing
+    /// and succeeding writes share a batch. One outcome per write, in order.
+    #[doc(hidden)]
+    pub async fn commit_together(&self, writes: Vec<Write<'_>>) -> Result<Vec<Result<Outcome>>> {
+        let items: Vec<Item> = writes
+            .into_iter()
+            .map(|w| match w {
+                Write::Proof(id, expires_at) => Item::Proof {
+                    id: id.to_owned(),
+                    expires_at,
+                },
+                Write::Mint {
+                    proof_id,
+                    proof_expires_at,
+                    slot,
+                    license,
+                    audit,
+                } => Item::Mint(Box::new(MintItem {
+                    proof_id: proof_id.to_owned(),
+                    proof_expires_at,
+                    slot,
+                    license: OwnedLicense::from(&license),
+                    audit: OwnedAuditEvent::from(&audit),
+                })),
+                Write::Audit(event, at) => Item::Audit(Box::new(OwnedAuditEvent::from(&event)), at),
+            })
+            .collect();
+        let items: Vec<&Item> = items.iter().collect();
+        match self.writer() {
+            Backend::Sqlite(pool) => commit_sqlite(pool, &items).await,
+            Backend::Postgres(pool) => commit_postgres(pool, &items).await,
+        }
+    }
 }

@@ -122,7 +122,8 @@ macro_rules! mint_statements {
 }
 pub(crate) use mint_statements;
 
-pub(crate) const INSERT_LICENSE: &str = "INSERT INTO licenses (jti, user_id, kid, device_jkt, login_id, credential_id, list_id, idx, \
+pub(crate) const INSERT_LICENSE: &str =
+    "INSERT INTO licenses (jti, user_id, kid, device_jkt, login_id, credential_id, list_id, idx, \
      entitlements, issued_at, expires_at, revoked_at, revoked_reason) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)";
 

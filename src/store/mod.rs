@@ -9,13 +9,13 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-mod batch;
 mod error;
 
 pub mod admin;
 pub mod apikeys;
 pub mod audit;
 pub mod backup;
+pub mod batch;
 pub mod billing;
 pub mod ceremonies;
 pub mod credentials;
