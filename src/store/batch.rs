@@ -33,6 +33,15 @@ pub(crate) enum Item {
     Mint(Box<MintItem>),
     /// An audit row that goes with no other change.
     Audit(Box<OwnedAuditEvent>, i64),
+    /// One statement that cannot be refused by the data (session and
+    /// ceremony rows); answered with the rows it affected.
+    Exec(&'static str, Vec<Arg>),
+}
+
+/// A parameter of an [`Item::Exec`] statement.
+pub(crate) enum Arg {
+    Text(Option<String>),
+    Int(Option<i64>),
 }
 
 pub(crate) struct MintItem {
@@ -47,6 +56,8 @@ pub(crate) struct MintItem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Done,
+    /// An `Exec` statement ran and changed this many rows.
+    Rows(u64),
     /// The DPoP proof id was already spent (before or earlier in the batch).
     Replay,
     /// The mint's sign-in (session, passkey, user) no longer stands.
@@ -179,6 +190,20 @@ macro_rules! apply {
         for (i, item) in items.iter().enumerate() {
             match item {
                 Item::Proof { .. } => {}
+                Item::Exec(sql, args) => {
+                    // PostgreSQL aborts a transaction on any error: a savepoint
+                    // keeps an unexpected failure to this statement. SQLite
+                    // rolls back the failed statement only.
+                    let rows = if $sqlite {
+                        exec_query(sql, args).execute(&mut *$tx).await.map(|r| r.rows_affected())
+                    } else {
+                        let mut sp = sqlx::Acquire::begin(&mut *$tx).await?;
+                        let done = exec_query(sql, args).execute(&mut *sp).await.map(|r| r.rows_affected());
+                        if done.is_ok() { sp.commit().await?; } else { sp.rollback().await?; }
+                        done
+                    };
+                    results[i] = rows.map(Outcome::Rows).map_err(Error::from);
+                }
                 Item::Audit(event, at) => {
                     let e = event.borrowed();
                     super::audit::insert_event!(e, *at)
@@ -209,6 +234,25 @@ macro_rules! apply {
         }
         results
     }};
+}
+
+/// The query of an [`Item::Exec`], for either database.
+fn exec_query<'q, DB: sqlx::Database>(
+    sql: &'static str,
+    args: &'q [Arg],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut q = sqlx::query::<DB>(sql);
+    for arg in args {
+        q = match arg {
+            Arg::Text(v) => q.bind(v.as_deref()),
+            Arg::Int(v) => q.bind(*v),
+        };
+    }
+    q
 }
 
 async fn commit_sqlite(pool: &SqlitePool, items: &[&Item]) -> Result<Vec<Result<Outcome>>> {
@@ -253,6 +297,16 @@ async fn commit_postgres(pool: &PgPool, items: &[&Item]) -> Result<Vec<Result<Ou
     });
     tx.commit().await?;
     Ok(results)
+}
+
+impl Store {
+    /// Runs one statement through the group commit; the rows it changed.
+    pub(crate) async fn exec_batched(&self, sql: &'static str, args: Vec<Arg>) -> Result<u64> {
+        match self.queue.submit(Item::Exec(sql, args)).await? {
+            Outcome::Rows(n) => Ok(n),
+            _ => Ok(0),
+        }
+    }
 }
 
 /// One write of [`Store::commit_together`].

@@ -217,7 +217,7 @@ impl Store {
             audit: OwnedAuditEvent::from(audit),
         };
         match self.queue.submit(Item::Mint(Box::new(item))).await {
-            Ok(Outcome::Done) => Ok(()),
+            Ok(Outcome::Done | Outcome::Rows(_)) => Ok(()),
             Ok(Outcome::Replay) => Err(MintError::Replay),
             Ok(Outcome::Revoked) => Err(MintError::Revoked),
             Err(err) => Err(MintError::Store(err)),
