@@ -112,7 +112,8 @@ function passkeyItem(passkey, index) {
   const meta = document.createElement('p');
   meta.className = 'meta';
   const sync = passkey.backup_state ? 'synced' : passkey.backup_eligible ? 'can sync' : 'this device only';
-  meta.textContent = `Added ${formatDate(passkey.created_at)} · last used ${formatDate(passkey.last_used_at)} · ${sync}`;
+  const keeper = passkey.provider && passkey.provider !== name ? ` · kept by ${passkey.provider}` : '';
+  meta.textContent = `Added ${formatDate(passkey.created_at)} · last used ${formatDate(passkey.last_used_at)} · ${sync}${keeper}`;
 
   const form = document.createElement('form');
   form.className = 'rename';
@@ -137,8 +138,8 @@ function passkeyItem(passkey, index) {
     if (!next) return showError(new Error('Give the passkey a name.'));
     run(`Renaming ${name}`, async () => {
       await latchkey.renamePasskey(passkey.id, next);
-      say(`Renamed to ${next}.`);
       await refreshAccount();
+      say(`Renamed to ${next}.`);
     });
   });
 
@@ -171,8 +172,8 @@ function passkeyItem(passkey, index) {
     reset();
     run(`Removing ${name}`, async () => {
       await latchkey.removePasskey(passkey.id);
-      say(`Removed ${name}.`);
       await refreshAccount();
+      say(`Removed ${name}.`);
     });
   });
 

@@ -96,6 +96,8 @@ pub(crate) struct AdminPasskey {
     name: String,
     /// The authenticator model (AAGUID); all zeros when the authenticator does not say.
     aaguid: String,
+    /// The provider named by the AAGUID ("Apple Passwords", "1Password"), if known.
+    provider: Option<String>,
     created_at: Time,
     last_used_at: Option<Time>,
     backup_eligible: bool,
@@ -190,6 +192,7 @@ pub(crate) async fn user_detail(
         .map(|c| AdminPasskey {
             id: c.id,
             name: c.name,
+            provider: crate::passkey::providers::provider_name(&c.aaguid).map(str::to_owned),
             aaguid: c.aaguid,
             created_at: Time(c.created_at),
             last_used_at: c.last_used_at.map(Time),

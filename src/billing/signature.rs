@@ -73,41 +73,54 @@ fn fresh(timestamp: i64, now: i64) -> bool {
     (now - timestamp).abs() <= TOLERANCE_SECS
 }
 
+/// How a provider writes its signature header: `{time}={t}{items}{sig}={hex}…`, signed over
+/// `"{t}{joiner}{body}"`.
+struct Scheme {
+    items: char,
+    time: &'static str,
+    signature: &'static str,
+    joiner: &'static [u8],
+}
+
 /// `Stripe-Signature: t=…,v1=…,v1=…` over `"{t}.{body}"`. Other schemes
 /// (`v0`, test-mode extras) are ignored, as Stripe's own libraries do.
+const STRIPE: Scheme = Scheme {
+    items: ',',
+    time: "t",
+    signature: "v1",
+    joiner: b".",
+};
+
+/// `Paddle-Signature: ts=…;h1=…;h1=…` over `"{ts}:{body}"`.
+const PADDLE: Scheme = Scheme {
+    items: ';',
+    time: "ts",
+    signature: "h1",
+    joiner: b":",
+};
+
+/// Checks a `Stripe-Signature` header against any of `secrets`, then its age.
 pub fn verify_stripe(
     header: Option<&str>,
     body: &[u8],
     secrets: &[Secret],
     now: i64,
 ) -> Result<(), Refusal> {
-    let header = header.ok_or(Refusal::Missing)?;
-    let mut timestamp = None;
-    let mut signatures = Vec::new();
-    for item in header.split(',') {
-        match item.trim().split_once('=') {
-            Some(("t", t)) => timestamp = Some(t.parse::<i64>().map_err(|_| Refusal::Malformed)?),
-            Some(("v1", v)) => signatures.push(v),
-            Some(_) => {}
-            None => return Err(Refusal::Malformed),
-        }
-    }
-    let timestamp = timestamp.ok_or(Refusal::Malformed)?;
-    if signatures.is_empty() {
-        return Err(Refusal::Malformed);
-    }
-    let t = timestamp.to_string();
-    if !any_matches(secrets, &[t.as_bytes(), b".", body], &signatures) {
-        return Err(Refusal::NoMatch);
-    }
-    if !fresh(timestamp, now) {
-        return Err(Refusal::Stale);
-    }
-    Ok(())
+    verify(&STRIPE, header, body, secrets, now)
 }
 
-/// `Paddle-Signature: ts=…;h1=…;h1=…` over `"{ts}:{body}"`.
+/// Checks a `Paddle-Signature` header against any of `secrets`, then its age.
 pub fn verify_paddle(
+    header: Option<&str>,
+    body: &[u8],
+    secrets: &[Secret],
+    now: i64,
+) -> Result<(), Refusal> {
+    verify(&PADDLE, header, body, secrets, now)
+}
+
+fn verify(
+    scheme: &Scheme,
     header: Option<&str>,
     body: &[u8],
     secrets: &[Secret],
@@ -116,10 +129,12 @@ pub fn verify_paddle(
     let header = header.ok_or(Refusal::Missing)?;
     let mut timestamp = None;
     let mut signatures = Vec::new();
-    for item in header.split(';') {
+    for item in header.split(scheme.items) {
         match item.trim().split_once('=') {
-            Some(("ts", t)) => timestamp = Some(t.parse::<i64>().map_err(|_| Refusal::Malformed)?),
-            Some(("h1", v)) => signatures.push(v),
+            Some((key, t)) if key == scheme.time => {
+                timestamp = Some(t.parse::<i64>().map_err(|_| Refusal::Malformed)?)
+            }
+            Some((key, v)) if key == scheme.signature => signatures.push(v),
             Some(_) => {}
             None => return Err(Refusal::Malformed),
         }
@@ -129,7 +144,7 @@ pub fn verify_paddle(
         return Err(Refusal::Malformed);
     }
     let t = timestamp.to_string();
-    if !any_matches(secrets, &[t.as_bytes(), b":", body], &signatures) {
+    if !any_matches(secrets, &[t.as_bytes(), scheme.joiner, body], &signatures) {
         return Err(Refusal::NoMatch);
     }
     if !fresh(timestamp, now) {

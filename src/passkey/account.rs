@@ -31,6 +31,9 @@ pub(crate) struct PasskeyInfo {
     backup_eligible: bool,
     /// The passkey is synced now.
     backup_state: bool,
+    /// Who keeps the passkey ("Google Password Manager", "1Password"), known from its
+    /// AAGUID; null when the authenticator does not say or is not on the list.
+    provider: Option<String>,
 }
 
 impl From<&Credential> for PasskeyInfo {
@@ -42,6 +45,7 @@ impl From<&Credential> for PasskeyInfo {
             last_used_at: c.last_used_at.map(Time),
             backup_eligible: c.backup_eligible,
             backup_state: c.backup_state,
+            provider: super::providers::provider_name(&c.aaguid).map(str::to_owned),
         }
     }
 }

@@ -5,6 +5,7 @@ mod assertion;
 pub mod credential;
 pub(crate) mod enroll;
 pub(crate) mod login;
+pub mod providers;
 pub(crate) mod register;
 pub mod stepup;
 
@@ -155,9 +156,13 @@ fn ceremony_failed(err: WebauthnError) -> AppError {
     }
 }
 
-/// A name a person recognises for a new passkey, from the browser that made
-/// it ("Chrome on Android"); the user can rename it.
-fn default_passkey_name(user_agent: Option<&str>) -> String {
+/// A name a person recognises for a new passkey: the provider that keeps it,
+/// from its AAGUID ("Google Password Manager", "1Password"), else the browser
+/// and system that made it ("Chrome on Android"); the user can rename it.
+fn default_passkey_name(aaguid: &str, user_agent: Option<&str>) -> String {
+    if let Some(provider) = providers::provider_name(aaguid) {
+        return provider.to_owned();
+    }
     let ua = user_agent.unwrap_or_default();
     let browser = if ua.contains("Edg/") {
         "Edge"
@@ -197,6 +202,8 @@ fn default_passkey_name(user_agent: Option<&str>) -> String {
 mod tests {
     use super::default_passkey_name;
 
+    const ANONYMOUS: &str = "00000000-0000-0000-0000-000000000000";
+
     #[test]
     fn passkeys_are_named_after_the_browser_and_system_that_made_them() {
         let cases = [
@@ -208,8 +215,22 @@ mod tests {
             ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0 Safari/537.36", "Chrome on Linux"),
         ];
         for (ua, name) in cases {
-            assert_eq!(default_passkey_name(Some(ua)), name);
+            assert_eq!(default_passkey_name(ANONYMOUS, Some(ua)), name);
         }
-        assert!(default_passkey_name(None).starts_with("Passkey added "));
+        assert!(default_passkey_name(ANONYMOUS, None).starts_with("Passkey added "));
+    }
+
+    #[test]
+    fn a_known_provider_names_the_passkey_whatever_the_browser() {
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
+        let google = "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4";
+        assert_eq!(
+            default_passkey_name(google, Some(chrome)),
+            "Google Password Manager"
+        );
+        assert_eq!(
+            default_passkey_name(google, None),
+            "Google Password Manager"
+        );
     }
 }

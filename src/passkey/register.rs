@@ -204,7 +204,7 @@ async fn store_passkey(
     let credential_id = b64(passkey.cred_id().as_slice());
     let passkey_json = serde_json::to_string(&passkey).map_err(anyhow::Error::from)?;
     let jwk = credential_jwk(&passkey).to_string();
-    let name = super::default_passkey_name(client.user_agent.as_deref());
+    let name = super::default_passkey_name(&info.aaguid, client.user_agent.as_deref());
     let record = NewCredential {
         id: &credential_id,
         name: &name,

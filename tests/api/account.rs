@@ -27,6 +27,25 @@ on_both_databases! {
         assert_eq!(app.get("/api/me").await.body["passkeys"][0]["name"], "Work laptop");
     }
 
+    async fn passkeys_are_named_after_the_provider_that_keeps_them(app) {
+        // Google Password Manager's AAGUID, from the community list in src/passkey/providers.json.
+        let mut kept = SoftAuthenticator::new();
+        kept.set_aaguid(uuid::Uuid::parse_str("ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4").unwrap());
+        kept.set_synced(true);
+        app.register_with(&app.client, "gina", kept).await;
+        let me = app.get("/api/me").await.body;
+        assert_eq!(me["passkeys"][0]["name"], "Google Password Manager");
+        assert_eq!(me["passkeys"][0]["provider"], "Google Password Manager");
+
+        // An anonymous authenticator (all-zero AAGUID) has no provider: the name comes from the browser.
+        let other = new_client();
+        app.register_with(&other, "hugo", SoftAuthenticator::new()).await;
+        let me = app.send(&other, Method::GET, "/api/me", None, &[]).await.body;
+        assert_eq!(me["passkeys"][0]["provider"], serde_json::Value::Null);
+        assert_ne!(me["passkeys"][0]["name"], "Google Password Manager");
+        assert!(me["passkeys"][0]["name"].as_str().is_some_and(|n| !n.is_empty()));
+    }
+
     async fn removing_a_passkey_keeps_at_least_one_and_the_removed_one_cannot_sign_in(app) {
         let mut account = app.register("bob").await;
         let only = app.send(&app.client, Method::DELETE, &format!("/api/me/passkeys/{}", account.credential_id), None, &[]).await;

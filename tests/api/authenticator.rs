@@ -306,6 +306,11 @@ impl SoftAuthenticator {
     pub fn set_synced(&mut self, synced: bool) {
         self.synced = synced;
     }
+
+    /// The AAGUID new credentials report (all zeros, anonymous, by default).
+    pub fn set_aaguid(&mut self, aaguid: uuid::Uuid) {
+        self.aaguid = *aaguid.as_bytes();
+    }
 }
 
 fn b64(bytes: &[u8]) -> String {

@@ -140,6 +140,29 @@ fn all_valid_and_one_at_a_time(log: &[Value]) {
     }
 }
 
+/// Reads `path` until `done` holds for its body (the sender records an answer just after the
+/// receiver logs it), failing after 10 s.
+async fn settled(
+    app: &TestApp,
+    path: &str,
+    done: impl Fn(&Value) -> bool,
+) -> crate::helpers::Reply {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = app.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        if done(&page.body) {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never settled: {}",
+            page.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn settings<'a>(url: &'a str, secret: &'a str, schedule: &'a str) -> Vec<&'a str> {
     vec![
         "--webhook-url",
@@ -234,8 +257,11 @@ on_both! {
         assert_eq!(log[1]["id"], log[3]["id"], "a retry is the same message");
         assert_eq!(log[1]["payload"], log[3]["payload"]);
         assert_eq!(log[4]["payload"]["data"]["entitlement"], "pro", "the newer event waited for the older");
-        let page = app.get("/api/admin/webhooks?status=delivered").await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        // The receiver has answered; the sender records it a moment later.
+        let page = settled(&app, "/api/admin/webhooks?status=delivered", |body| {
+            body["deliveries"].as_array().is_some_and(|rows| rows.len() == 3)
+        })
+        .await;
         let first_grant = &page.body["deliveries"][1];
         assert_eq!(first_grant["type"], "entitlement.granted");
         assert_eq!(first_grant["attempts"], 3);
@@ -248,7 +274,10 @@ on_both! {
         let log = receiver.wait("the second removal", |log| delivered(log).len() == 4).await;
         assert_eq!(log.len(), 9);
         assert_eq!(log[8]["payload"]["data"]["entitlement"], "premium");
-        let failed = app.get("/api/admin/webhooks?status=failed").await;
+        let failed = settled(&app, "/api/admin/webhooks?status=failed", |body| {
+            body["deliveries"].as_array().is_some_and(|rows| rows.len() == 1)
+        })
+        .await;
         let row = &failed.body["deliveries"][0];
         assert_eq!(row["type"], "entitlement.removed");
         assert_eq!(row["attempts"], 3);
@@ -290,6 +319,38 @@ on_both! {
         let log = receiver.wait("the backlog", |log| delivered(log).len() == 2).await;
         all_valid_and_one_at_a_time(&log);
         assert_eq!(delivered(&log), ["user.registered", "entitlement.granted"]);
+    }
+
+    async fn the_delivery_log_keeps_finished_messages_for_its_retention_and_pending_ones_always(db) {
+        let secret = new_secret();
+        let Some(receiver) = Receiver::start(&[("/hooks", &secret)]) else { return };
+        let url = receiver.url("/hooks");
+        let args = settings(&url, &secret, "1h");
+        let app = spawn_app_with(db, &args).await;
+        let mut root = app.register("root").await;
+        app.cli(&["admin", "promote", "root"]).await.unwrap();
+        app.login(&mut root).await;
+        receiver.wait("the registration", |log| delivered(log).len() == 1).await;
+        // The next message fails once and then waits an hour for its retry: pending.
+        receiver.plan("/hooks", &[500]).await;
+        app.cli(&["admin", "grant", "root", "premium"]).await.unwrap();
+        receiver.wait("the failed grant", |log| log.len() == 2).await;
+        settled(&app, "/api/admin/webhooks?status=pending", |body| {
+            body["deliveries"][0]["attempts"] == 1
+        })
+        .await;
+        // Both events are now 40 days old, past the default 30-day retention.
+        run_sql(db, &app.database_url, "UPDATE webhook_outbox SET at = at - 3456000").await;
+        // What the upkeep task runs daily, with the configured retention (default 30 days).
+        let retention = app.state.settings.business.log_retention_secs;
+        assert_eq!(retention, 30 * 86_400);
+        let before = latchkey::store::now() - retention;
+        assert_eq!(app.state.store.prune_webhook_log(before).await.unwrap(), 1);
+        let page = app.get("/api/admin/webhooks").await;
+        assert_eq!(page.body["deliveries"].as_array().map(Vec::len), Some(1), "{}", page.text);
+        let kept = &page.body["deliveries"][0];
+        assert_eq!(kept["status"], "pending", "{}", page.text);
+        assert_eq!(kept["type"], "entitlement.granted");
     }
 
     async fn a_rolled_back_change_sends_nothing(db) {

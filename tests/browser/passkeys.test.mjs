@@ -164,8 +164,13 @@ h.suite('step-up', { LATCHKEY_STEP_UP_MINUTES: '0' }, (s) => {
       await h.expectText(page, 'Passkey added.');
       const [created] = await h.credentialsOn(second.cdp, second.authenticatorId);
       const list = page.getByRole('list').filter({ has: page.getByRole('button', { name: /^Remove passkey/ }) });
-      // Both are named after this browser; the second item is the new one.
-      const added = list.getByRole('listitem').nth(1);
+      // Both are named after this browser and may share a creation second, so the list order
+      // alone does not say which is new: find the new one by its credential id.
+      const newId = h.toB64url(created.credentialId);
+      const ids = await page.evaluate(async () => (await (await fetch('/api/me')).json()).passkeys.map((p) => p.id));
+      assert.equal(ids.length, 2);
+      assert.ok(ids.includes(newId), 'the new passkey is listed');
+      const added = list.getByRole('listitem').nth(ids.indexOf(newId));
       const name = (await added.locator('.passkey-name').textContent()).trim();
       await added.getByRole('button', { name: /^Remove passkey/ }).click();
       await added.getByRole('button', { name: /^Yes, remove passkey/ }).click();
