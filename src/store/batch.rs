@@ -195,11 +195,21 @@ macro_rules! apply {
                     // keeps an unexpected failure to this statement. SQLite
                     // rolls back the failed statement only.
                     let rows = if $sqlite {
-                        exec_query(sql, args).execute(&mut *$tx).await.map(|r| r.rows_affected())
+                        exec_query(sql, args)
+                            .execute(&mut *$tx)
+                            .await
+                            .map(|r| r.rows_affected())
                     } else {
                         let mut sp = sqlx::Acquire::begin(&mut *$tx).await?;
-                        let done = exec_query(sql, args).execute(&mut *sp).await.map(|r| r.rows_affected());
-                        if done.is_ok() { sp.commit().await?; } else { sp.rollback().await?; }
+                        let done = exec_query(sql, args)
+                            .execute(&mut *sp)
+                            .await
+                            .map(|r| r.rows_affected());
+                        if done.is_ok() {
+                            sp.commit().await?;
+                        } else {
+                            sp.rollback().await?;
+                        }
                         done
                     };
                     results[i] = rows.map(Outcome::Rows).map_err(Error::from);

@@ -21,7 +21,12 @@ impl Store {
         expires_at: i64,
     ) -> Result<()> {
         let sql = "INSERT INTO ceremonies (id, kind, state, expires_at) VALUES ($1, $2, $3, $4)";
-        let args = vec![text(id), text(kind), text(state), Arg::Int(Some(expires_at))];
+        let args = vec![
+            text(id),
+            text(kind),
+            text(state),
+            Arg::Int(Some(expires_at)),
+        ];
         self.exec_batched(sql, args).await?;
         Ok(())
     }

@@ -122,11 +122,7 @@ impl SessionStore for SessionDb {
                 Arg::Int(Some(c.expires_at)),
                 Arg::Int(Some(now)),
             ];
-            let inserted = self
-                .store
-                .exec_batched(sql, args)
-                .await
-                .map_err(backend)?;
+            let inserted = self.store.exec_batched(sql, args).await.map_err(backend)?;
             if inserted == 1 {
                 return Ok(());
             }
