@@ -33,6 +33,13 @@ const ui = {
   signedInActions: $('signed-in-actions'),
   passkeys: $('passkeys'),
   passkeyList: $('passkey-list'),
+  recover: $('recover'),
+  devices: $('devices'),
+  deviceList: $('device-list'),
+  recoveryCode: $('recovery-code'),
+  recoveryCodes: $('recovery-codes'),
+  recoveryCodeList: $('recovery-code-list'),
+  recoveryCodesStatus: $('recovery-codes-status'),
 };
 
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
@@ -40,6 +47,8 @@ const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', tim
 let busy = false;
 let signedIn = false;
 let synced = false;
+/** The last sync reached the service but not the status list (an ad blocker, a proxy). */
+let statusFailed = false;
 /** @type {AbortController | null} */
 let autofill = null;
 let verdictSeq = 0;
@@ -54,7 +63,14 @@ async function showVerdict() {
   ui.verdict.textContent = v.ok ? 'Premium unlocked' : `Locked: ${v.reason}`;
   ui.verdict.classList.toggle('ok', v.ok);
   ui.premiumContent.hidden = !v.ok;
-  ui.network.textContent = !synced && !v.offline ? 'Checking connection…' : v.offline ? 'Offline' : 'Online';
+  ui.network.textContent =
+    !synced && !v.offline
+      ? 'Checking connection…'
+      : v.offline
+        ? 'Offline'
+        : statusFailed
+          ? 'Online, but the revocation list could not be loaded'
+          : 'Online';
   ui.expiry.textContent = v.expiresAt ? `License expires ${dateFormat.format(v.expiresAt)}` : 'No license on this device';
   if (!verdictShown) {
     verdictShown = true;
@@ -89,7 +105,18 @@ function renderAccount(me, offlineAccount) {
   else ui.who.textContent = 'Not signed in';
   ui.signedInActions.hidden = !me && !offlineAccount;
   ui.passkeys.hidden = !me;
+  ui.devices.hidden = !me;
   if (me) renderPasskeys(me.passkeys ?? []);
+  if (me) renderDevices(me.devices ?? []);
+  if (me) {
+    const left = me.recovery_codes_left ?? 0;
+    ui.recoveryCodesStatus.textContent = left
+      ? `${left} unused recovery code${left === 1 ? '' : 's'}. Making new ones replaces them.`
+      : 'No recovery codes yet: make some in case you lose your passkeys.';
+  } else {
+    ui.recoveryCodes.hidden = true;
+    ui.recoveryCodeList.replaceChildren();
+  }
 }
 
 function formatDate(value) {
@@ -184,6 +211,87 @@ function passkeyItem(passkey, index) {
   return li;
 }
 
+/** This browser's device key thumbprint, if it has one (to mark "this device"). */
+let ownDevice = null;
+
+async function renderDevices(devices) {
+  if (!ownDevice && devices.length) ownDevice = (await latchkey.ensureDeviceKey().catch(() => null))?.jkt ?? null;
+  ui.deviceList.replaceChildren(...devices.map(deviceItem));
+  if (!devices.length) {
+    const li = document.createElement('li');
+    li.textContent = 'No devices yet: a device appears here when it gets an offline license.';
+    ui.deviceList.append(li);
+  }
+}
+
+function deviceItem(device) {
+  const here = device.id === ownDevice;
+  const name = device.name;
+  const li = document.createElement('li');
+  li.className = 'passkey';
+  const title = document.createElement('p');
+  title.className = 'passkey-name';
+  title.textContent = here ? `${name} (this device)` : name;
+  const meta = document.createElement('p');
+  meta.className = 'meta';
+  const licenses = device.active_licenses === 1 ? '1 active license' : `${device.active_licenses} active licenses`;
+  meta.textContent = `First seen ${formatDate(device.first_seen)} · last sync ${formatDate(device.last_sync)} · ${licenses}`;
+
+  const form = document.createElement('form');
+  form.className = 'rename';
+  const inputId = `device-name-${device.id}`;
+  const label = document.createElement('label');
+  label.htmlFor = inputId;
+  label.textContent = `New name for device ${name}`;
+  const input = document.createElement('input');
+  input.id = inputId;
+  input.type = 'text';
+  input.maxLength = 64;
+  input.required = true;
+  input.value = name;
+  const rename = document.createElement('button');
+  rename.type = 'submit';
+  rename.textContent = 'Rename';
+  rename.setAttribute('aria-label', `Rename device ${name}`);
+  form.append(label, input, rename);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const next = input.value.trim();
+    if (!next) return showError(new Error('Give the device a name.'));
+    run(`Renaming ${name}`, async () => {
+      await latchkey.renameDevice(device.id, next);
+      say(`Renamed to ${next}.`);
+      await refreshAccount();
+    });
+  });
+
+  const remove = document.createElement('button');
+  remove.type = 'button';
+  remove.className = 'danger';
+  remove.textContent = 'Remove';
+  const label0 = `Remove device ${title.textContent}`;
+  remove.setAttribute('aria-label', label0);
+  let confirming = false;
+  remove.addEventListener('click', () => {
+    if (!confirming) {
+      confirming = true;
+      remove.textContent = 'Yes, remove';
+      remove.setAttribute('aria-label', `Yes, remove device ${title.textContent}`);
+      return;
+    }
+    run(`Removing ${name}`, async () => {
+      await latchkey.removeDevice(device.id);
+      say(`Removed ${name}. Its licenses are revoked.`);
+      await syncNow();
+    });
+  });
+  const actions = document.createElement('div');
+  actions.className = 'actions';
+  actions.append(remove);
+  li.append(title, meta, form, actions);
+  return li;
+}
+
 // ------------------------------------------------------------------------------- behaviour
 
 /** Runs one button-driven action: ends autofill first, shows progress, reports errors plainly. */
@@ -219,6 +327,7 @@ async function syncNow() {
 
 async function onSync(report) {
   synced = true;
+  statusFailed = report.online && report.status === 'failed';
   if (report.online) renderAccount(report.me, null);
   else renderAccount(null, await latchkey.account());
   await showVerdict();
@@ -322,16 +431,69 @@ $('signout-button').addEventListener('click', () =>
       ui.unlockResult.textContent = '';
       await showVerdict();
     }
-    say(offline ? 'Signed out on this device. You were offline, so the service ends that session when it expires.' : 'Signed out.');
+    say(offline ? "Signed out on this device. You're offline: the service is told as soon as you're back online." : 'Signed out.');
   }),
 );
 
 $('signout-everywhere-button').addEventListener('click', () =>
   run('Signing out everywhere', async () => {
-    await latchkey.signOutEverywhere();
+    let offline = false;
+    try {
+      await latchkey.signOutEverywhere();
+    } catch (error) {
+      if (error?.code !== 'offline') throw error;
+      offline = true;
+    }
     renderAccount(null, null);
     await showVerdict();
-    say('Signed out on every device.');
+    say(offline ? "Signed out on this device. You're offline: your other devices are signed out when you're back online." : 'Signed out on every device.');
+  }),
+);
+
+// A recovery link from an administrator: /?recover=lke_… adds a passkey to the existing account.
+const recoveryCode = new URLSearchParams(location.search).get('recover');
+
+$('recover-button').addEventListener('click', () =>
+  run('Creating your new passkey', async () => {
+    const user = await latchkey.recover({ token: recoveryCode });
+    ui.recover.hidden = true;
+    // The code works once: don't leave it in the address bar or the history.
+    history.replaceState(null, '', location.pathname);
+    say(`Passkey added. Signed in as ${user.username}.`);
+    await syncNow();
+  }),
+);
+
+$('recovery-code-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const name = username();
+  const code = ui.recoveryCode.value.trim();
+  if (!name || !code) {
+    showError(new Error('Enter your username and one of your recovery codes.'));
+    (name ? ui.recoveryCode : ui.username).focus();
+    return;
+  }
+  run('Creating your new passkey', async () => {
+    const user = await latchkey.recover({ username: name, code });
+    ui.recoveryCode.value = '';
+    say(`Passkey added. Signed in as ${user.username}.`);
+    await syncNow();
+  });
+});
+
+$('recovery-codes-button').addEventListener('click', () =>
+  run('Making recovery codes', async () => {
+    const { codes } = await latchkey.recoveryCodes();
+    ui.recoveryCodeList.replaceChildren(
+      ...codes.map((code) => {
+        const li = document.createElement('li');
+        li.textContent = code;
+        return li;
+      }),
+    );
+    ui.recoveryCodes.hidden = false;
+    say('Recovery codes made. Keep them somewhere safe.');
+    await refreshAccount();
   }),
 );
 
@@ -359,6 +521,10 @@ async function registerServiceWorker() {
 
 async function start() {
   registerServiceWorker();
+  if (recoveryCode) {
+    ui.recover.hidden = false;
+    say('Add a passkey to recover your account.');
+  }
   await showVerdict();
   const account = await latchkey.account();
   if (account) renderAccount(null, account);

@@ -75,7 +75,9 @@ export class LatchkeyError extends Error {
  * @property {string} [issuer] expected license `iss` (default: origin)
  * @property {string} [rpId] WebAuthn RP ID (default: this page's hostname)
  * @property {'allow' | 'lock'} [staleStatus] when the cached status list is stale or missing:
- *   'allow' honours the license until its own exp, 'lock' refuses with "status unknown"
+ *   'allow' honours the license, 'lock' refuses with "status unknown". Either way a license
+ *   with a `chk` claim locks with "check-in required" once the newest status list held (by
+ *   its signed `iat`, never the time it was read or a cache served it) is older than `chk`
  * @property {string} [dbName] IndexedDB database name (default 'latchkey')
  * @property {typeof fetch} [fetch]
  * @property {number} [refreshAfter] seconds after which sync() replaces the license (default 3600)
@@ -316,11 +318,60 @@ export function createLatchkey(options = {}) {
     return jwks;
   }
 
+  /**
+   * Sends a sign-out made offline, before anything else reaches the service. True when none
+   * is pending (any more); false while still offline.
+   */
+  async function flushSignOut() {
+    // Without storage (no IndexedDB) nothing can be pending.
+    const { pendingSignOut } = await kv.get(['pendingSignOut']).catch(() => ({}));
+    if (!pendingSignOut) return true;
+    try {
+      if (pendingSignOut === 'everywhere') {
+        try {
+          await postJson('/api/logout/everywhere');
+        } catch (e) {
+          // Nobody is there to confirm with a passkey now: end this session at least.
+          if (!(e instanceof LatchkeyError && e.type === STEP_UP_REQUIRED)) throw e;
+          await postJson('/api/logout');
+        }
+      } else {
+        await postJson('/api/logout');
+      }
+    } catch (e) {
+      if (e?.code === 'offline') return false;
+      if (e?.status !== 401) throw e; // 401: that session had ended anyway
+    }
+    await kv.del(['pendingSignOut']);
+    return true;
+  }
+
+  /** Signs out here at once; offline, the service is told at the next sync (before anything else). */
+  async function signOutHere(kind, send) {
+    abortAutofill();
+    let failure = null;
+    try {
+      await send();
+    } catch (e) {
+      failure = e;
+      // A refused or cancelled "everywhere" changes nothing; plain sign-out forgets anyway.
+      if (e?.code !== 'offline' && kind === 'everywhere') throw e;
+      if (e?.code === 'offline') await kv.put({ pendingSignOut: kind });
+    }
+    await forgetCurrentLicense();
+    await kv.del(['account']);
+    if (failure) throw failure;
+  }
+
   async function syncStatusList() {
     const state = await readCheckState();
     const uri = state.license && peekPayload(state.license.token)?.status?.status_list?.uri;
     if (typeof uri !== 'string') return 'none';
     const res = await request(uri, { headers: { accept: 'application/statuslist+jwt' }, cache: 'no-store' });
+    if (res.headers.get(CACHE_MARK)) {
+      // The service worker's old copy: no news about revocations, and no check-in.
+      throw new LatchkeyError('The revocation list could not be loaded (blocked or unreachable).', { code: 'status-unavailable' });
+    }
     if (!res.ok) throw await problemError(res);
     const token = (await res.text()).trim();
     const { payload } = await verifyJws(token, state.jwks, 'statuslist+jwt');
@@ -402,7 +453,9 @@ export function createLatchkey(options = {}) {
 
     /**
      * Adds the first passkey of a user an administrator made (`POST /api/admin/users`), with
-     * the one-time enrollment code that call returned; the browser is signed in afterwards.
+     * the one-time enrollment code that call returned, or a new passkey to an existing account
+     * with the code of a recovery link (`POST /api/admin/users/{id}/recovery`); the browser is
+     * signed in afterwards.
      * @param {string} code `lke_…`
      * @param {{signal?: AbortSignal}} [opts]
      * @returns {Promise<{user_id: string, credential_id: string, username: string}>}
@@ -410,6 +463,32 @@ export function createLatchkey(options = {}) {
     async enroll(code, { signal } = {}) {
       abortAutofill();
       const options = await postJson('/api/register/enroll', { enrollment: code }, { signal });
+      const credential = await webauthn(() =>
+        navigator.credentials.create({ publicKey: creationOptions(options.publicKey), signal }),
+      );
+      const result = await postJson('/api/register/finish', credentialToJson(credential), { signal });
+      await kv.put({ account: { user_id: result.user_id, username: result.username } });
+      return result;
+    },
+
+    /**
+     * Adds a new passkey to an existing account and signs the browser in:
+     * `recover({ token })` with a recovery link's code (`/?recover=lke_…`, from an
+     * administrator), or `recover({ username, code })` with one of the recovery codes the user
+     * made earlier (`recoveryCodes()`). Each works once. `recover(username, code)` is the same
+     * as the second form.
+     * @param {{token: string} | {username: string, code: string} | string} request
+     * @param {string | {signal?: AbortSignal}} [codeOrOpts]
+     * @param {{signal?: AbortSignal}} [opts]
+     * @returns {Promise<{user_id: string, credential_id: string, username: string}>}
+     */
+    async recover(request, codeOrOpts, opts) {
+      if (typeof request === 'string') return api.recover({ username: request, code: String(codeOrOpts) }, opts);
+      const { signal } = (typeof codeOrOpts === 'object' && codeOrOpts) || {};
+      if (request?.token) return api.enroll(request.token, { signal });
+      abortAutofill();
+      const { username, code } = request ?? {};
+      const options = await postJson('/api/register/recover', { username, code }, { signal });
       const credential = await webauthn(() =>
         navigator.credentials.create({ publicKey: creationOptions(options.publicKey), signal }),
       );
@@ -455,19 +534,16 @@ export function createLatchkey(options = {}) {
 
     /** Ends this browser's session and forgets this user's license on this device. */
     async signOut() {
-      abortAutofill();
-      try {
-        await postJson('/api/logout');
-      } finally {
-        await forgetCurrentLicense();
-      }
+      await signOutHere('this', () => postJson('/api/logout'));
     },
 
-    /** Ends every session of this user (after a passkey confirmation if needed), then forgets the license here. */
+    /**
+     * Ends every session of this user (after a passkey confirmation if needed), then forgets
+     * the license here. Offline, this device is signed out at once and the service is told at
+     * the next sync (then, without a passkey at hand, at least this session ends).
+     */
     async signOutEverywhere() {
-      abortAutofill();
-      await withStepUp(() => postJson('/api/logout/everywhere'));
-      await forgetCurrentLicense();
+      await signOutHere('everywhere', () => withStepUp(() => postJson('/api/logout/everywhere')));
     },
 
     /**
@@ -489,6 +565,7 @@ export function createLatchkey(options = {}) {
      * @returns {Promise<any | null>}
      */
     async me() {
+      if (!(await flushSignOut())) return null;
       const res = await request('/api/me', { headers: { accept: 'application/json' }, cache: 'no-store' });
       if (res.status === 401) {
         await kv.del(['account']);
@@ -529,6 +606,55 @@ export function createLatchkey(options = {}) {
       });
       if (!res.ok) throw await problemError(res);
       return res.json();
+    },
+
+    /** Renames one of the user's devices. @param {string} id @param {string} name */
+    async renameDevice(id, name) {
+      const res = await request(`/api/me/devices/${encodeURIComponent(id)}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify({ name }),
+      });
+      if (!res.ok) throw await problemError(res);
+    },
+
+    /**
+     * Removes one of the user's devices: its licenses are revoked and the sign-ins that minted
+     * them end, so it locks at its next sync. @param {string} id the device key's thumbprint
+     */
+    async removeDevice(id) {
+      const res = await request(`/api/me/devices/${encodeURIComponent(id)}`, { method: 'DELETE' });
+      if (!res.ok) throw await problemError(res);
+    },
+
+    /**
+     * Makes a new set of one-time recovery codes for the signed-in user, replacing the old
+     * set (after a passkey confirmation if needed). Show them once; they are not kept.
+     * @returns {Promise<{codes: string[], created_at: string}>}
+     */
+    async recoveryCodes() {
+      return withStepUp(() => postJson('/api/me/recovery-codes'));
+    },
+
+    /** The same as `recoveryCodes()`. */
+    async makeRecoveryCodes() {
+      return api.recoveryCodes();
+    },
+
+    /**
+     * The signed-in user's devices (each device key that got a license): `{id, name,
+     * first_seen, last_sync, active_licenses}`, oldest first; null when not signed in.
+     * @returns {Promise<Array<{id: string, name: string, first_seen: string, last_sync: string, active_licenses: number}> | null>}
+     */
+    async devices() {
+      const me = await api.me();
+      return me ? me.devices ?? [] : null;
+    },
+
+    /** Whether a sign-out made offline is still waiting to be sent (at the next sync). */
+    async signOutPending() {
+      const { pendingSignOut } = await kv.get(['pendingSignOut']).catch(() => ({}));
+      return Boolean(pendingSignOut);
     },
 
     /** Removes one of the user's passkeys (after a passkey confirmation if needed). @param {string} id */
@@ -641,6 +767,8 @@ export function createLatchkey(options = {}) {
       /** @type {SyncReport} */
       const report = { online: false, me: null, license: 'unchanged', status: 'unchanged', error: null };
       try {
+        // A sign-out made offline goes first, before this browser's cookie is used for anything.
+        if (!(await flushSignOut())) return report;
         await syncJwks();
       } catch (e) {
         report.error = e;
@@ -664,6 +792,9 @@ export function createLatchkey(options = {}) {
       } catch (e) {
         report.status = 'failed';
         report.error ??= e;
+        // The service answered this sync; only the status list did not come (an ad blocker,
+        // a proxy rule): that is not being offline, and the page should say so.
+        network = 'online';
       }
       return report;
     },

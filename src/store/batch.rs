@@ -53,7 +53,7 @@ pub(crate) struct MintItem {
 }
 
 /// How one item ended, once its batch committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done,
     /// An `Exec` statement ran and changed this many rows.
@@ -62,6 +62,8 @@ pub enum Outcome {
     Replay,
     /// The mint's sign-in (session, passkey, user) no longer stands.
     Revoked,
+    /// The account already has this many active devices: `(limit, [(jkt, name, last sync)])`.
+    DeviceLimit(i64, Vec<(String, String, i64)>),
 }
 
 struct Job {
@@ -235,6 +237,9 @@ macro_rules! apply {
                             match err {
                                 MintError::Replay => Ok(Outcome::Replay),
                                 MintError::Revoked => Ok(Outcome::Revoked),
+                                MintError::DeviceLimit(max, active) => {
+                                    Ok(Outcome::DeviceLimit(max, active))
+                                }
                                 MintError::Store(e) => Err(e),
                             }
                         }

@@ -35,6 +35,10 @@ pub struct NewLicense<'a> {
     pub entitlements: &'a str,
     pub issued_at: i64,
     pub expires_at: i64,
+    /// The device's name if this mint is the first for its key (from the browser and system).
+    pub device_name: &'a str,
+    /// Devices the account may have at once; `None`: unlimited.
+    pub device_limit: Option<i64>,
 }
 
 /// [`NewLicense`] owned, to wait in the group-commit queue.
@@ -48,6 +52,8 @@ pub(crate) struct OwnedLicense {
     pub entitlements: String,
     pub issued_at: i64,
     pub expires_at: i64,
+    pub device_name: String,
+    pub device_limit: Option<i64>,
 }
 
 impl From<&NewLicense<'_>> for OwnedLicense {
@@ -62,6 +68,8 @@ impl From<&NewLicense<'_>> for OwnedLicense {
             entitlements: l.entitlements.to_owned(),
             issued_at: l.issued_at,
             expires_at: l.expires_at,
+            device_name: l.device_name.to_owned(),
+            device_limit: l.device_limit,
         }
     }
 }
@@ -76,6 +84,33 @@ macro_rules! mint_statements {
         let license = &m.license;
         let (list_id, idx) = m.slot;
         let run = async {
+            if let Some(max) = license.device_limit {
+                // Two new devices minting at once must not both fit: on PostgreSQL the
+                // user row is locked first (SQLite's BEGIN IMMEDIATE already serialises).
+                if !$sqlite {
+                    sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                        .bind(&license.user_id)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                let known: Option<Option<i64>> =
+                    sqlx::query_scalar("SELECT removed_at FROM devices WHERE user_id = $1 AND jkt = $2")
+                        .bind(&license.user_id)
+                        .bind(&license.device_jkt)
+                        .fetch_optional(&mut *$tx)
+                        .await?;
+                if !matches!(known, Some(None)) {
+                    let active: Vec<(String, String, i64)> = sqlx::query_as(
+                        "SELECT jkt, name, last_sync FROM devices WHERE user_id = $1 AND removed_at IS NULL ORDER BY first_seen, jkt",
+                    )
+                    .bind(&license.user_id)
+                    .fetch_all(&mut *$tx)
+                    .await?;
+                    if i64::try_from(active.len()).unwrap_or(i64::MAX) >= max {
+                        return Err($crate::store::licenses::MintError::DeviceLimit(max, active));
+                    }
+                }
+            }
             let fresh = sqlx::query(
                 "INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
             )
@@ -111,6 +146,17 @@ macro_rules! mint_statements {
                 .bind(license.expires_at)
                 .execute(&mut *$tx)
                 .await?;
+            // The device: recorded at its first mint, synced at each; a removed one comes back.
+            sqlx::query(
+                "INSERT INTO devices (user_id, jkt, name, first_seen, last_sync) VALUES ($1, $2, $3, $4, $4) \
+                 ON CONFLICT (user_id, jkt) DO UPDATE SET last_sync = excluded.last_sync, removed_at = NULL",
+            )
+            .bind(&license.user_id)
+            .bind(&license.device_jkt)
+            .bind(&license.device_name)
+            .bind(license.issued_at)
+            .execute(&mut *$tx)
+            .await?;
             let audit = m.audit.borrowed();
             $crate::store::audit::insert_event!(audit, license.issued_at)
                 .execute(&mut *$tx)
@@ -143,6 +189,9 @@ pub enum MintError {
     Replay,
     /// The session, passkey or user was ended, revoked or disabled meanwhile.
     Revoked,
+    /// A new device beyond the limit: the limit, and the active devices
+    /// `(jkt, name, last_sync)`, oldest first.
+    DeviceLimit(i64, Vec<(String, String, i64)>),
     Store(Error),
 }
 
@@ -220,6 +269,7 @@ impl Store {
             Ok(Outcome::Done | Outcome::Rows(_)) => Ok(()),
             Ok(Outcome::Replay) => Err(MintError::Replay),
             Ok(Outcome::Revoked) => Err(MintError::Revoked),
+            Ok(Outcome::DeviceLimit(max, active)) => Err(MintError::DeviceLimit(max, active)),
             Err(err) => Err(MintError::Store(err)),
         }
     }

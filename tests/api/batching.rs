@@ -35,6 +35,8 @@ fn mint<'a>(
             entitlements: "[\"premium\"]",
             issued_at: at,
             expires_at: at + 3600,
+            device_name: "test device",
+            device_limit: None,
         },
         audit: AuditEvent {
             actor_user_id: Some(user_id),
