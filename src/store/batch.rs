@@ -316,7 +316,18 @@ async fn commit_postgres(pool: &PgPool, items: &[&Item]) -> Result<Vec<Result<Ou
 
 impl Store {
     /// Runs one statement through the group commit; the rows it changed.
+    ///
+    /// On PostgreSQL a lone statement goes straight to the pool: there every
+    /// statement of a batch needs a savepoint of its own, three round trips in
+    /// series through the one writer, while the pool runs them side by side
+    /// with the same durability (each commits before it answers).
     pub(crate) async fn exec_batched(&self, sql: &'static str, args: Vec<Arg>) -> Result<u64> {
+        if let Backend::Postgres(pool) = self.writer() {
+            let done = exec_query::<sqlx::Postgres>(sql, &args)
+                .execute(pool)
+                .await?;
+            return Ok(done.rows_affected());
+        }
         match self.queue.submit(Item::Exec(sql, args)).await? {
             Outcome::Rows(n) => Ok(n),
             _ => Ok(0),
