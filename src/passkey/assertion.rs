@@ -26,6 +26,10 @@ struct Ceremony {
     expected_user: Option<Option<String>>,
 }
 
+/// How current a passkey's "last used" time is kept: a sign-in within this
+/// many seconds of the recorded one does not write it again.
+const LAST_USE_PRECISION_SECS: i64 = 60;
+
 /// Starts an assertion of `kind`; `allow` limits it to these credential ids.
 pub(super) async fn start(
     state: &AppState,
@@ -142,7 +146,25 @@ pub(super) async fn finish(
             return Err(ceremony_failed(err));
         }
     };
-    passkey.update_credential(&result);
+    let changed = passkey.update_credential(&result) == Some(true);
+    // A synced passkey reports counter 0 and the same backup state each time:
+    // then nothing about it changed but its last use, which is kept to the
+    // minute, so most sign-ins skip this write. A counter that moves, a new
+    // backup state or a stale last use is written with its checks as before.
+    let now = now();
+    if !changed
+        && result.counter() == 0
+        && stored.counter == 0
+        && result.backup_state() == stored.backup_state
+        && stored
+            .last_used_at
+            .is_some_and(|at| now - at < LAST_USE_PRECISION_SECS)
+    {
+        return Ok(Verified {
+            user,
+            credential_id,
+        });
+    }
     let passkey_json = serde_json::to_string(&passkey).map_err(anyhow::Error::from)?;
     match state
         .store
@@ -151,7 +173,7 @@ pub(super) async fn finish(
             result.counter(),
             &passkey_json,
             result.backup_state(),
-            now(),
+            now,
         )
         .await?
     {

@@ -167,10 +167,58 @@ macro_rules! insert_event {
 }
 pub(crate) use insert_event;
 
+/// [`AuditEvent`] owned, to wait in the group-commit queue.
+pub(crate) struct OwnedAuditEvent {
+    event: Event,
+    actor_user_id: Option<String>,
+    actor_key_id: Option<String>,
+    actor_key_name: Option<String>,
+    target_user_id: Option<String>,
+    target: Option<String>,
+    client_addr: Option<String>,
+    user_agent: Option<String>,
+    detail: Option<String>,
+}
+
+impl From<&AuditEvent<'_>> for OwnedAuditEvent {
+    fn from(e: &AuditEvent<'_>) -> Self {
+        let own = |v: Option<&str>| v.map(str::to_owned);
+        Self {
+            event: e.event,
+            actor_user_id: own(e.actor_user_id),
+            actor_key_id: own(e.actor_key_id),
+            actor_key_name: own(e.actor_key_name),
+            target_user_id: own(e.target_user_id),
+            target: own(e.target),
+            client_addr: own(e.client_addr),
+            user_agent: own(e.user_agent),
+            detail: own(e.detail),
+        }
+    }
+}
+
+impl OwnedAuditEvent {
+    pub(crate) fn borrowed(&self) -> AuditEvent<'_> {
+        AuditEvent {
+            event: self.event,
+            actor_user_id: self.actor_user_id.as_deref(),
+            actor_key_id: self.actor_key_id.as_deref(),
+            actor_key_name: self.actor_key_name.as_deref(),
+            target_user_id: self.target_user_id.as_deref(),
+            target: self.target.as_deref(),
+            client_addr: self.client_addr.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            detail: self.detail.as_deref(),
+        }
+    }
+}
+
 impl Store {
-    /// Records an event that goes with no other change (a failed sign-in).
+    /// Records an event that goes with no other change (a sign-in, a failed
+    /// one), through the group commit: answered once its batch has committed.
     pub async fn audit(&self, e: &AuditEvent<'_>, now: i64) -> Result<()> {
-        dispatch!(self.writer(), p => insert_event!(e, now).execute(p).await.map(|r| r.rows_affected()))?;
+        let item = super::batch::Item::Audit(Box::new(OwnedAuditEvent::from(e)), now);
+        self.queue.submit(item).await?;
         Ok(())
     }
 

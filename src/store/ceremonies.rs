@@ -1,10 +1,16 @@
 //! Started WebAuthn ceremonies, kept server-side until they finish or expire.
 //!
-//! The session only holds the ceremony id; finishing takes the state out with
-//! one `DELETE … RETURNING`, so a ceremony can be finished once, even by ten
-//! concurrent requests or on another instance.
+//! The session only holds the ceremony id; finishing reads the state and
+//! deletes the row, and only the request whose delete removed it goes on, so a
+//! ceremony can be finished once, even by ten concurrent requests or on another
+//! instance. The writes go through the group commit.
 
+use super::batch::Arg;
 use super::{dispatch, Result, Store};
+
+fn text(v: &str) -> Arg {
+    Arg::Text(Some(v.to_owned()))
+}
 
 impl Store {
     pub async fn put_ceremony(
@@ -15,18 +21,29 @@ impl Store {
         expires_at: i64,
     ) -> Result<()> {
         let sql = "INSERT INTO ceremonies (id, kind, state, expires_at) VALUES ($1, $2, $3, $4)";
-        dispatch!(self.writer(), p => sqlx::query(sql).bind(id).bind(kind).bind(state).bind(expires_at)
-            .execute(p).await.map(|r| r.rows_affected()))?;
+        let args = vec![
+            text(id),
+            text(kind),
+            text(state),
+            Arg::Int(Some(expires_at)),
+        ];
+        self.exec_batched(sql, args).await?;
         Ok(())
     }
 
     /// Removes the ceremony and returns its state if it exists, is of `kind` and
     /// has not expired.
     pub async fn take_ceremony(&self, id: &str, kind: &str, now: i64) -> Result<Option<String>> {
-        let sql = "DELETE FROM ceremonies WHERE id = $1 RETURNING kind, state, expires_at";
-        let row: Option<(String, String, i64)> =
-            dispatch!(self.writer(), p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
-        Ok(row.and_then(|(k, state, exp)| (k == kind && exp > now).then_some(state)))
+        // The state never changes after the insert, so it is read first; the
+        // delete (through the group commit) decides who finishes: it removes
+        // the row once, and a second finisher finds nothing to remove.
+        let sql = "SELECT state FROM ceremonies WHERE id = $1 AND kind = $2 AND expires_at > $3";
+        let state: Option<String> = dispatch!(self.reader(), p => sqlx::query_scalar(sql)
+            .bind(id).bind(kind).bind(now).fetch_optional(p).await)?;
+        let taken = self
+            .exec_batched("DELETE FROM ceremonies WHERE id = $1", vec![text(id)])
+            .await?;
+        Ok(state.filter(|_| taken == 1))
     }
 
     /// Ceremonies not yet finished (expired ones included until upkeep deletes them).
@@ -37,8 +54,8 @@ impl Store {
     }
 
     pub async fn drop_ceremony(&self, id: &str) -> Result<()> {
-        dispatch!(self.writer(), p => sqlx::query("DELETE FROM ceremonies WHERE id = $1").bind(id)
-            .execute(p).await.map(|r| r.rows_affected()))?;
+        self.exec_batched("DELETE FROM ceremonies WHERE id = $1", vec![text(id)])
+            .await?;
         Ok(())
     }
 }

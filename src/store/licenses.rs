@@ -1,7 +1,8 @@
 //! Issued licenses, their status-list slots and DPoP proof replay.
 
-use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, is_unique_violation, transaction, Error, Result, Store};
+use super::audit::{AuditEvent, OwnedAuditEvent};
+use super::batch::{Item, Outcome};
+use super::{dispatch, is_unique_violation, Error, Result, Store};
 
 /// Entries per status list; a new list starts when one is full.
 pub const LIST_CAPACITY: i64 = 1 << 20;
@@ -40,6 +41,148 @@ pub struct NewLicense<'a> {
     pub device_limit: Option<i64>,
 }
 
+/// [`NewLicense`] owned, to wait in the group-commit queue.
+pub(crate) struct OwnedLicense {
+    pub jti: String,
+    pub user_id: String,
+    pub kid: String,
+    pub device_jkt: String,
+    pub login_id: String,
+    pub credential_id: String,
+    pub entitlements: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub device_name: String,
+    pub device_limit: Option<i64>,
+}
+
+impl From<&NewLicense<'_>> for OwnedLicense {
+    fn from(l: &NewLicense<'_>) -> Self {
+        Self {
+            jti: l.jti.to_owned(),
+            user_id: l.user_id.to_owned(),
+            kid: l.kid.to_owned(),
+            device_jkt: l.device_jkt.to_owned(),
+            login_id: l.login_id.to_owned(),
+            credential_id: l.credential_id.to_owned(),
+            entitlements: l.entitlements.to_owned(),
+            issued_at: l.issued_at,
+            expires_at: l.expires_at,
+            device_name: l.device_name.to_owned(),
+            device_limit: l.device_limit,
+        }
+    }
+}
+
+/// The statements of one mint, run in the open transaction (a savepoint) `$tx`
+/// for the [`super::batch::MintItem`] `$m` (`$sqlite`: which database); evaluates to `Result<(), MintError>`.
+/// A precondition of minting (a limit, a check) belongs here: a refusal rolls
+/// back this mint's savepoint only.
+macro_rules! mint_statements {
+    ($tx:ident, $m:expr, $sqlite:expr) => {{
+        let m: &$crate::store::batch::MintItem = $m;
+        let license = &m.license;
+        let (list_id, idx) = m.slot;
+        let run = async {
+            if let Some(max) = license.device_limit {
+                // Two new devices minting at once must not both fit: on PostgreSQL the
+                // user row is locked first (SQLite's BEGIN IMMEDIATE already serialises).
+                if !$sqlite {
+                    sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                        .bind(&license.user_id)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                let known: Option<Option<i64>> =
+                    sqlx::query_scalar("SELECT removed_at FROM devices WHERE user_id = $1 AND jkt = $2")
+                        .bind(&license.user_id)
+                        .bind(&license.device_jkt)
+                        .fetch_optional(&mut *$tx)
+                        .await?;
+                if !matches!(known, Some(None)) {
+                    let active: Vec<(String, String, i64)> = sqlx::query_as(
+                        "SELECT jkt, name, last_sync FROM devices WHERE user_id = $1 AND removed_at IS NULL ORDER BY first_seen, jkt",
+                    )
+                    .bind(&license.user_id)
+                    .fetch_all(&mut *$tx)
+                    .await?;
+                    if i64::try_from(active.len()).unwrap_or(i64::MAX) >= max {
+                        return Err($crate::store::licenses::MintError::DeviceLimit(max, active));
+                    }
+                }
+            }
+            let fresh = sqlx::query(
+                "INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&m.proof_id)
+            .bind(m.proof_expires_at)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
+            if fresh == 0 {
+                return Err($crate::store::licenses::MintError::Replay);
+            }
+            // On PostgreSQL the rows are share-locked, so a concurrent revocation
+            // waits for this transaction and then sees (and revokes) the new license.
+            let valid: Option<String> = sqlx::query_scalar(&$crate::store::licenses::still_valid_sql($sqlite))
+            .bind(&license.login_id)
+            .bind(&license.user_id)
+            .fetch_optional(&mut *$tx)
+            .await?;
+            if valid.is_none() {
+                return Err($crate::store::licenses::MintError::Revoked);
+            }
+            sqlx::query($crate::store::licenses::INSERT_LICENSE)
+                .bind(&license.jti)
+                .bind(&license.user_id)
+                .bind(&license.kid)
+                .bind(&license.device_jkt)
+                .bind(&license.login_id)
+                .bind(&license.credential_id)
+                .bind(list_id)
+                .bind(idx)
+                .bind(&license.entitlements)
+                .bind(license.issued_at)
+                .bind(license.expires_at)
+                .execute(&mut *$tx)
+                .await?;
+            // The device: recorded at its first mint, synced at each; a removed one comes back.
+            sqlx::query(
+                "INSERT INTO devices (user_id, jkt, name, first_seen, last_sync) VALUES ($1, $2, $3, $4, $4) \
+                 ON CONFLICT (user_id, jkt) DO UPDATE SET last_sync = excluded.last_sync, removed_at = NULL",
+            )
+            .bind(&license.user_id)
+            .bind(&license.device_jkt)
+            .bind(&license.device_name)
+            .bind(license.issued_at)
+            .execute(&mut *$tx)
+            .await?;
+            let audit = m.audit.borrowed();
+            $crate::store::audit::insert_event!(audit, license.issued_at)
+                .execute(&mut *$tx)
+                .await?;
+            Ok(())
+        };
+        run.await
+    }};
+}
+pub(crate) use mint_statements;
+
+pub(crate) const INSERT_LICENSE: &str =
+    "INSERT INTO licenses (jti, user_id, kid, device_jkt, login_id, credential_id, list_id, idx, \
+     entitlements, issued_at, expires_at, revoked_at, revoked_reason) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)";
+
+/// The re-check that the sign-in behind a mint still stands.
+pub(crate) fn still_valid_sql(sqlite: bool) -> String {
+    let lock = if sqlite { "" } else { " FOR SHARE OF s, c, u" };
+    format!(
+        "SELECT s.login_id FROM sessions s JOIN credentials c ON c.id = s.credential_id \
+         JOIN users u ON u.id = s.user_id \
+         WHERE s.login_id = $1 AND s.user_id = $2 AND c.revoked_at IS NULL AND u.disabled_at IS NULL LIMIT 1{lock}"
+    )
+}
+
 #[derive(Debug)]
 pub enum MintError {
     /// The DPoP proof was seen before.
@@ -64,12 +207,13 @@ pub(super) const COLUMNS: &str =
 
 impl Store {
     /// Records a DPoP proof id; false when it was already used (a replay).
+    /// Goes through the group commit: answered once its batch has committed.
     pub async fn use_dpop_proof(&self, proof_id: &str, expires_at: i64) -> Result<bool> {
-        let sql =
-            "INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
-        let done = dispatch!(self.writer(), p => sqlx::query(sql).bind(proof_id).bind(expires_at)
-            .execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(done == 1)
+        let item = Item::Proof {
+            id: proof_id.to_owned(),
+            expires_at,
+        };
+        Ok(self.queue.submit(item).await? == Outcome::Done)
     }
 
     /// Reserves `size` consecutive status-list indexes for one instance to
@@ -101,10 +245,11 @@ impl Store {
         }
     }
 
-    /// In one transaction: spends the DPoP proof id, re-checks that the sign-in
-    /// behind the request still stands, and records the license (already
-    /// signed for its status-list slot) with its audit row. Nothing is written
-    /// unless all of it succeeds.
+    /// In one transaction (a savepoint of a group commit, see [`super::batch`]):
+    /// spends the DPoP proof id, re-checks that the sign-in behind the request
+    /// still stands, and records the license (already signed for its
+    /// status-list slot) with its audit row. Nothing is written unless all of
+    /// it succeeds, and the caller is answered once it has committed.
     pub async fn mint_license(
         &self,
         proof_id: &str,
@@ -113,63 +258,20 @@ impl Store {
         license: NewLicense<'_>,
         audit: &AuditEvent<'_>,
     ) -> Result<(), MintError> {
-        // On PostgreSQL the rows are share-locked, so a concurrent revocation
-        // waits for this transaction and then sees (and revokes) the new license.
-        let lock = if self.is_sqlite() {
-            ""
-        } else {
-            " FOR SHARE OF s, c, u"
+        let item = super::batch::MintItem {
+            proof_id: proof_id.to_owned(),
+            proof_expires_at,
+            slot: (list_id, idx),
+            license: OwnedLicense::from(&license),
+            audit: OwnedAuditEvent::from(audit),
         };
-        let still_valid = format!(
-            "SELECT s.login_id FROM sessions s JOIN credentials c ON c.id = s.credential_id \
-             JOIN users u ON u.id = s.user_id \
-             WHERE s.login_id = $1 AND s.user_id = $2 AND c.revoked_at IS NULL AND u.disabled_at IS NULL LIMIT 1{lock}"
-        );
-        let insert = format!(
-            "INSERT INTO licenses ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)"
-        );
-        let lock_user = !self.is_sqlite();
-        transaction!(self, tx => {
-            if let Some(max) = license.device_limit {
-                // Two new devices minting at once must not both fit: on PostgreSQL the
-                // user row is locked first (SQLite's BEGIN IMMEDIATE already serialises).
-                if lock_user {
-                    sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE").bind(license.user_id).execute(&mut *tx).await?;
-                }
-                let known: Option<Option<i64>> = sqlx::query_scalar("SELECT removed_at FROM devices WHERE user_id = $1 AND jkt = $2")
-                    .bind(license.user_id).bind(license.device_jkt).fetch_optional(&mut *tx).await?;
-                if !matches!(known, Some(None)) {
-                    let active: Vec<(String, String, i64)> = sqlx::query_as(
-                        "SELECT jkt, name, last_sync FROM devices WHERE user_id = $1 AND removed_at IS NULL ORDER BY first_seen, jkt")
-                        .bind(license.user_id).fetch_all(&mut *tx).await?;
-                    if i64::try_from(active.len()).unwrap_or(i64::MAX) >= max {
-                        return Err(MintError::DeviceLimit(max, active));
-                    }
-                }
-            }
-            let fresh = sqlx::query("INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-                .bind(proof_id).bind(proof_expires_at).execute(&mut *tx).await?.rows_affected();
-            if fresh == 0 {
-                return Err(MintError::Replay);
-            }
-            let valid: Option<String> = sqlx::query_scalar(&still_valid)
-                .bind(license.login_id).bind(license.user_id).fetch_optional(&mut *tx).await?;
-            if valid.is_none() {
-                return Err(MintError::Revoked);
-            }
-            sqlx::query(&insert)
-                .bind(license.jti).bind(license.user_id).bind(license.kid).bind(license.device_jkt)
-                .bind(license.login_id).bind(license.credential_id).bind(list_id).bind(idx)
-                .bind(license.entitlements).bind(license.issued_at).bind(license.expires_at)
-                .execute(&mut *tx).await?;
-            // The device: recorded at its first mint, synced at each; a removed one comes back.
-            sqlx::query("INSERT INTO devices (user_id, jkt, name, first_seen, last_sync) VALUES ($1, $2, $3, $4, $4) \
-                         ON CONFLICT (user_id, jkt) DO UPDATE SET last_sync = excluded.last_sync, removed_at = NULL")
-                .bind(license.user_id).bind(license.device_jkt).bind(license.device_name).bind(license.issued_at)
-                .execute(&mut *tx).await?;
-            insert_event!(audit, license.issued_at).execute(&mut *tx).await?;
-        });
-        Ok(())
+        match self.queue.submit(Item::Mint(Box::new(item))).await {
+            Ok(Outcome::Done | Outcome::Rows(_)) => Ok(()),
+            Ok(Outcome::Replay) => Err(MintError::Replay),
+            Ok(Outcome::Revoked) => Err(MintError::Revoked),
+            Ok(Outcome::DeviceLimit(max, active)) => Err(MintError::DeviceLimit(max, active)),
+            Err(err) => Err(MintError::Store(err)),
+        }
     }
 
     pub async fn license(&self, jti: &str) -> Result<Option<LicenseRow>> {

@@ -15,6 +15,7 @@ pub mod admin;
 pub mod apikeys;
 pub mod audit;
 pub mod backup;
+pub mod batch;
 pub mod billing;
 pub mod ceremonies;
 pub mod credentials;
@@ -83,6 +84,8 @@ pub enum Backend<S, P> {
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Pools,
+    /// The group-commit writer of the hot-path writes (see [`batch`]).
+    queue: batch::Queue,
 }
 
 #[derive(Clone, Debug)]
@@ -126,6 +129,7 @@ impl Store {
                 .await
                 .with_context(|| format!("cannot open the SQLite database {url}"))?;
             Ok(Self {
+                queue: batch::Queue::start(Backend::Sqlite(write.clone())),
                 inner: Pools::Sqlite {
                     read,
                     write,
@@ -144,6 +148,7 @@ impl Store {
                     "cannot connect to the PostgreSQL database in LATCHKEY_DATABASE_URL"
                 })?;
             Ok(Self {
+                queue: batch::Queue::start(Backend::Postgres(pool.clone())),
                 inner: Pools::Postgres(pool),
             })
         } else {

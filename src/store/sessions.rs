@@ -11,6 +11,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error as StoreError, Result as StoreResult};
 use tower_sessions::SessionStore;
 
+use super::batch::Arg;
 use super::{dispatch, transaction, Result, Store};
 
 /// Session data keys that are mirrored into columns.
@@ -44,7 +45,7 @@ fn id_hash(id: &Id) -> String {
     base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest)
 }
 
-fn backend(err: sqlx::Error) -> StoreError {
+fn backend(err: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(err.to_string())
 }
 
@@ -109,11 +110,19 @@ impl SessionStore for SessionDb {
         // A 128-bit random id colliding is astronomically unlikely; pick another if it does.
         for _ in 0..4 {
             let hash = id_hash(&record.id);
-            let inserted = dispatch!(self.store.writer(), p => sqlx::query(sql)
-                .bind(&hash).bind(&c.user_id).bind(&c.login_id).bind(&c.credential_id)
-                .bind(c.authenticated_at).bind(&c.client_addr).bind(&c.user_agent)
-                .bind(&c.data).bind(c.expires_at).bind(now)
-                .execute(p).await.map_err(backend)?.rows_affected());
+            let args = vec![
+                Arg::Text(Some(hash)),
+                Arg::Text(c.user_id.clone()),
+                Arg::Text(c.login_id.clone()),
+                Arg::Text(c.credential_id.clone()),
+                Arg::Int(c.authenticated_at),
+                Arg::Text(c.client_addr.clone()),
+                Arg::Text(c.user_agent.clone()),
+                Arg::Text(Some(c.data.clone())),
+                Arg::Int(Some(c.expires_at)),
+                Arg::Int(Some(now)),
+            ];
+            let inserted = self.store.exec_batched(sql, args).await.map_err(backend)?;
             if inserted == 1 {
                 return Ok(());
             }
@@ -131,12 +140,22 @@ impl SessionStore for SessionDb {
         let sql = "UPDATE sessions SET user_id = $2, login_id = $3, credential_id = $4, authenticated_at = $5, \
                    client_addr = $6, user_agent = $7, data = $8, expires_at = $9 WHERE id_hash = $1";
         let c = columns(record, self.anonymous_ttl)?;
-        let hash = id_hash(&record.id);
-        dispatch!(self.store.writer(), p => sqlx::query(sql)
-            .bind(&hash).bind(&c.user_id).bind(&c.login_id).bind(&c.credential_id)
-            .bind(c.authenticated_at).bind(&c.client_addr).bind(&c.user_agent)
-            .bind(&c.data).bind(c.expires_at)
-            .execute(p).await.map_err(backend).map(|_| ()))
+        let args = vec![
+            Arg::Text(Some(id_hash(&record.id))),
+            Arg::Text(c.user_id),
+            Arg::Text(c.login_id),
+            Arg::Text(c.credential_id),
+            Arg::Int(c.authenticated_at),
+            Arg::Text(c.client_addr),
+            Arg::Text(c.user_agent),
+            Arg::Text(Some(c.data)),
+            Arg::Int(Some(c.expires_at)),
+        ];
+        self.store
+            .exec_batched(sql, args)
+            .await
+            .map_err(backend)
+            .map(|_| ())
     }
 
     async fn load(&self, session_id: &Id) -> StoreResult<Option<Record>> {
@@ -158,9 +177,12 @@ impl SessionStore for SessionDb {
     }
 
     async fn delete(&self, session_id: &Id) -> StoreResult<()> {
-        let hash = id_hash(session_id);
-        dispatch!(self.store.writer(), p => sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
-            .bind(&hash).execute(p).await.map_err(backend).map(|_| ()))
+        let args = vec![Arg::Text(Some(id_hash(session_id)))];
+        self.store
+            .exec_batched("DELETE FROM sessions WHERE id_hash = $1", args)
+            .await
+            .map_err(backend)
+            .map(|_| ())
     }
 }
 

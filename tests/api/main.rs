@@ -11,6 +11,7 @@ mod admin;
 mod apikeys;
 mod backup;
 mod base_path;
+mod batching;
 mod billing;
 mod bounds;
 mod devices;

@@ -1,0 +1,386 @@
+//! Group commit: one writer task per database drains the queued hot-path
+//! writes (DPoP replay ids, mints, audit rows) and commits them together in
+//! one transaction, so the `BEGIN`/`COMMIT`, the WAL append (or flush) and the
+//! hop to the database are shared by the whole batch.
+//!
+//! Durability is unchanged: a caller is answered only after the transaction
+//! holding its write has committed. One item cannot fail its neighbours: DPoP
+//! ids are checked for duplicates inside the batch and inserted with one
+//! multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING id`, and each mint runs
+//! its own statements (checks and inserts) under a savepoint that is rolled
+//! back alone when the mint is refused. If the transaction itself fails (the
+//! database is unreachable, SQLite is locked), every item of the batch gets
+//! that error, and nothing of it was written.
+
+use std::collections::HashSet;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::audit::AuditEvent;
+use super::audit::OwnedAuditEvent;
+use super::licenses::{mint_statements, MintError, NewLicense, OwnedLicense};
+use super::{Backend, Error, Result, Store};
+use sqlx::{PgPool, SqlitePool};
+
+/// Most items committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// A write the group-commit task can take.
+pub(crate) enum Item {
+    /// Spends a DPoP proof id (premium calls).
+    Proof { id: String, expires_at: i64 },
+    /// Spends the proof, re-checks the sign-in and records the license with its audit row.
+    Mint(Box<MintItem>),
+    /// An audit row that goes with no other change.
+    Audit(Box<OwnedAuditEvent>, i64),
+    /// One statement that cannot be refused by the data (session and
+    /// ceremony rows); answered with the rows it affected.
+    Exec(&'static str, Vec<Arg>),
+}
+
+/// A parameter of an [`Item::Exec`] statement.
+pub(crate) enum Arg {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+pub(crate) struct MintItem {
+    pub proof_id: String,
+    pub proof_expires_at: i64,
+    pub slot: (i64, i64),
+    pub license: OwnedLicense,
+    pub audit: OwnedAuditEvent,
+}
+
+/// How one item ended, once its batch committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// An `Exec` statement ran and changed this many rows.
+    Rows(u64),
+    /// The DPoP proof id was already spent (before or earlier in the batch).
+    Replay,
+    /// The mint's sign-in (session, passkey, user) no longer stands.
+    Revoked,
+    /// The account already has this many active devices: `(limit, [(jkt, name, last sync)])`.
+    DeviceLimit(i64, Vec<(String, String, i64)>),
+}
+
+struct Job {
+    item: Item,
+    reply: oneshot::Sender<Result<Outcome>>,
+}
+
+/// The queue into the writer task. Cloned with the store; the task ends when
+/// the last clone is dropped.
+#[derive(Clone)]
+pub(crate) struct Queue(mpsc::UnboundedSender<Job>);
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Queue")
+    }
+}
+
+impl Queue {
+    /// Starts the writer task over the write pool.
+    pub(crate) fn start(writer: Backend<SqlitePool, PgPool>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(writer, rx));
+        Self(tx)
+    }
+
+    /// Queues `item` and waits until its batch has committed.
+    pub(crate) async fn submit(&self, item: Item) -> Result<Outcome> {
+        let (reply, answer) = oneshot::channel();
+        self.0
+            .send(Job { item, reply })
+            .map_err(|_| Error::Unavailable("the database writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("the database writer has stopped".into()))?
+    }
+}
+
+async fn run(writer: Backend<SqlitePool, PgPool>, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let started = std::time::Instant::now();
+        let items: Vec<&Item> = jobs.iter().map(|j| &j.item).collect();
+        let outcome = match &writer {
+            Backend::Sqlite(pool) => commit_sqlite(pool, &items).await,
+            Backend::Postgres(pool) => commit_postgres(pool, &items).await,
+        };
+        crate::metrics::database("batch", started.elapsed());
+        match outcome {
+            Ok(results) => {
+                for (job, result) in jobs.drain(..).zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(err) => {
+                // Nothing of the batch was written: everyone gets the failure.
+                let err = shared(&err);
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(err.clone_shallow()));
+                }
+            }
+        }
+    }
+}
+
+/// What each member of a failed batch is told (the error is not `Clone`).
+struct Shared {
+    unavailable: bool,
+    text: String,
+}
+
+fn shared(err: &Error) -> Shared {
+    Shared {
+        unavailable: matches!(err, Error::Unavailable(_)),
+        text: err.to_string(),
+    }
+}
+
+impl Shared {
+    fn clone_shallow(&self) -> Error {
+        if self.unavailable {
+            Error::Unavailable(self.text.clone())
+        } else {
+            Error::Other(anyhow::anyhow!("{}", self.text))
+        }
+    }
+}
+
+/// The outcome of each proof item, by position: the first use of an id in
+/// the batch is the one that may succeed, later ones are replays.
+fn first_uses<'a>(items: &[&'a Item]) -> (Vec<(usize, &'a str, i64)>, Vec<usize>) {
+    let mut seen = HashSet::new();
+    let mut firsts = Vec::new();
+    let mut repeats = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Item::Proof { id, expires_at } = item {
+            if seen.insert(id.as_str()) {
+                firsts.push((i, id.as_str(), *expires_at));
+            } else {
+                repeats.push(i);
+            }
+        }
+    }
+    (firsts, repeats)
+}
+
+/// Runs the items of one batch in the open transaction `$tx`; `$proofs` is an
+/// expression that inserts the `firsts` proof ids and yields those inserted.
+macro_rules! apply {
+    ($tx:ident, $sqlite:expr, $items:expr, $firsts:ident => $proofs:expr) => {{
+        let items: &[&Item] = $items;
+        let mut results: Vec<Result<Outcome>> =
+            (0..items.len()).map(|_| Ok(Outcome::Done)).collect();
+        let ($firsts, repeats) = first_uses(items);
+        for i in repeats {
+            results[i] = Ok(Outcome::Replay);
+        }
+        if !$firsts.is_empty() {
+            let inserted: HashSet<String> = $proofs.into_iter().collect();
+            for (i, id, _) in &$firsts {
+                if !inserted.contains(*id) {
+                    results[*i] = Ok(Outcome::Replay);
+                }
+            }
+        }
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Item::Proof { .. } => {}
+                Item::Exec(sql, args) => {
+                    // PostgreSQL aborts a transaction on any error: a savepoint
+                    // keeps an unexpected failure to this statement. SQLite
+                    // rolls back the failed statement only.
+                    let rows = if $sqlite {
+                        exec_query(sql, args)
+                            .execute(&mut *$tx)
+                            .await
+                            .map(|r| r.rows_affected())
+                    } else {
+                        let mut sp = sqlx::Acquire::begin(&mut *$tx).await?;
+                        let done = exec_query(sql, args)
+                            .execute(&mut *sp)
+                            .await
+                            .map(|r| r.rows_affected());
+                        if done.is_ok() {
+                            sp.commit().await?;
+                        } else {
+                            sp.rollback().await?;
+                        }
+                        done
+                    };
+                    results[i] = rows.map(Outcome::Rows).map_err(Error::from);
+                }
+                Item::Audit(event, at) => {
+                    let e = event.borrowed();
+                    super::audit::insert_event!(e, *at)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                Item::Mint(mint) => {
+                    // A savepoint per mint: a refused mint leaves nothing
+                    // behind and its neighbours commit.
+                    let mut sp = sqlx::Acquire::begin(&mut *$tx).await?;
+                    let done = mint_statements!(sp, mint, $sqlite);
+                    results[i] = match done {
+                        Ok(()) => {
+                            sp.commit().await?;
+                            Ok(Outcome::Done)
+                        }
+                        Err(err) => {
+                            sp.rollback().await?;
+                            match err {
+                                MintError::Replay => Ok(Outcome::Replay),
+                                MintError::Revoked => Ok(Outcome::Revoked),
+                                MintError::DeviceLimit(max, active) => {
+                                    Ok(Outcome::DeviceLimit(max, active))
+                                }
+                                MintError::Store(e) => Err(e),
+                            }
+                        }
+                    };
+                }
+            }
+        }
+        results
+    }};
+}
+
+/// The query of an [`Item::Exec`], for either database.
+fn exec_query<'q, DB: sqlx::Database>(
+    sql: &'static str,
+    args: &'q [Arg],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut q = sqlx::query::<DB>(sql);
+    for arg in args {
+        q = match arg {
+            Arg::Text(v) => q.bind(v.as_deref()),
+            Arg::Int(v) => q.bind(*v),
+        };
+    }
+    q
+}
+
+async fn commit_sqlite(pool: &SqlitePool, items: &[&Item]) -> Result<Vec<Result<Outcome>>> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let results = apply!(tx, true, items, firsts => {
+        let mut ids = Vec::with_capacity(firsts.len());
+        // 2 parameters a row, well under SQLite's limit of 32,766.
+        for chunk in firsts.chunks(MAX_BATCH) {
+            let mut sql = String::from("INSERT INTO dpop_proofs (id, expires_at) VALUES ");
+            for n in 0..chunk.len() {
+                if n > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("(${}, ${})", 2 * n + 1, 2 * n + 2));
+            }
+            sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for (_, id, exp) in chunk {
+                q = q.bind(*id).bind(*exp);
+            }
+            ids.extend(q.fetch_all(&mut *tx).await?);
+        }
+        ids
+    });
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn commit_postgres(pool: &PgPool, items: &[&Item]) -> Result<Vec<Result<Outcome>>> {
+    let mut tx = pool.begin().await?;
+    let results = apply!(tx, false, items, firsts => {
+        let ids: Vec<&str> = firsts.iter().map(|(_, id, _)| *id).collect();
+        let exps: Vec<i64> = firsts.iter().map(|(_, _, exp)| *exp).collect();
+        sqlx::query_scalar::<_, String>(
+            "INSERT INTO dpop_proofs (id, expires_at) SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
+             ON CONFLICT (id) DO NOTHING RETURNING id",
+        )
+        .bind(ids)
+        .bind(exps)
+        .fetch_all(&mut *tx)
+        .await?
+    });
+    tx.commit().await?;
+    Ok(results)
+}
+
+impl Store {
+    /// Runs one statement through the group commit; the rows it changed.
+    ///
+    /// On PostgreSQL a lone statement goes straight to the pool: there every
+    /// statement of a batch needs a savepoint of its own, three round trips in
+    /// series through the one writer, while the pool runs them side by side
+    /// with the same durability (each commits before it answers).
+    pub(crate) async fn exec_batched(&self, sql: &'static str, args: Vec<Arg>) -> Result<u64> {
+        if let Backend::Postgres(pool) = self.writer() {
+            let done = exec_query::<sqlx::Postgres>(sql, &args)
+                .execute(pool)
+                .await?;
+            return Ok(done.rows_affected());
+        }
+        match self.queue.submit(Item::Exec(sql, args)).await? {
+            Outcome::Rows(n) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+}
+
+/// One write of [`Store::commit_together`].
+pub enum Write<'a> {
+    Proof(&'a str, i64),
+    Mint {
+        proof_id: &'a str,
+        proof_expires_at: i64,
+        slot: (i64, i64),
+        license: NewLicense<'a>,
+        audit: AuditEvent<'a>,
+    },
+    Audit(AuditEvent<'a>, i64),
+}
+
+impl Store {
+    /// Commits `writes` as one batch of the group commit, exactly as the writer
+    /// task does, but without the queue: tests use it to be sure that failing
+    /// and succeeding writes share a batch. One outcome per write, in order.
+    #[doc(hidden)]
+    pub async fn commit_together(&self, writes: Vec<Write<'_>>) -> Result<Vec<Result<Outcome>>> {
+        let items: Vec<Item> = writes
+            .into_iter()
+            .map(|w| match w {
+                Write::Proof(id, expires_at) => Item::Proof {
+                    id: id.to_owned(),
+                    expires_at,
+                },
+                Write::Mint {
+                    proof_id,
+                    proof_expires_at,
+                    slot,
+                    license,
+                    audit,
+                } => Item::Mint(Box::new(MintItem {
+                    proof_id: proof_id.to_owned(),
+                    proof_expires_at,
+                    slot,
+                    license: OwnedLicense::from(&license),
+                    audit: OwnedAuditEvent::from(&audit),
+                })),
+                Write::Audit(event, at) => Item::Audit(Box::new(OwnedAuditEvent::from(&event)), at),
+            })
+            .collect();
+        let items: Vec<&Item> = items.iter().collect();
+        match self.writer() {
+            Backend::Sqlite(pool) => commit_sqlite(pool, &items).await,
+            Backend::Postgres(pool) => commit_postgres(pool, &items).await,
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Group commit: writes that fail inside a batch fail alone; their neighbours
+//! in the same transaction commit.
+
+use reqwest::StatusCode;
+
+use crate::dpop::DeviceKey;
+use crate::helpers::{TestApp, ORIGIN};
+use crate::on_both_databases;
+use latchkey::store::audit::{AuditEvent, Event};
+use latchkey::store::batch::{Outcome, Write};
+use latchkey::store::licenses::NewLicense;
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn mint<'a>(
+    proof_id: &'a str,
+    jti: &'a str,
+    idx: i64,
+    (user_id, login_id, credential_id, kid): (&'a str, &'a str, &'a str, &'a str),
+) -> Write<'a> {
+    let at = now();
+    Write::Mint {
+        proof_id,
+        proof_expires_at: at + 600,
+        slot: (1, idx),
+        license: NewLicense {
+            jti,
+            user_id,
+            kid,
+            device_jkt: "jkt",
+            login_id,
+            credential_id,
+            entitlements: "[\"premium\"]",
+            issued_at: at,
+            expires_at: at + 3600,
+            device_name: "test device",
+            device_limit: None,
+        },
+        audit: AuditEvent {
+            actor_user_id: Some(user_id),
+            target: Some(jti),
+            ..AuditEvent::new(Event::LicenseMinted)
+        },
+    }
+}
+
+async fn count_where(app: &TestApp, table: &str, cond: &str) -> i64 {
+    app.scalar(&format!("SELECT COUNT(*) FROM {table} WHERE {cond}"))
+        .await
+}
+
+on_both_databases! {
+    async fn requests_that_fail_in_a_batch_fail_alone(app) {
+        let account = app.register("batcher").await;
+        app.cli(&["admin", "grant", "batcher", "premium"]).await.unwrap();
+        // A real mint first: it opens status list 1 and gives the signing key id.
+        let reply = app.mint(&app.client, &DeviceKey::ed25519()).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        let store = &app.state.store;
+        let session = store.open_sessions(&account.user_id, now()).await.unwrap();
+        let login_id = session[0].login_id.clone().expect("a signed-in session");
+        let kid = store.license(&first_jti(&reply.body["license"])).await.unwrap().unwrap().kid;
+        let who = (account.user_id.as_str(), login_id.as_str(), account.credential_id.as_str(), kid.as_str());
+        let revoked = (account.user_id.as_str(), "a-sign-in-that-ended", account.credential_id.as_str(), kid.as_str());
+        assert!(store.use_dpop_proof("spent-earlier", now() + 600).await.unwrap());
+
+        let outcomes = store
+            .commit_together(vec![
+                Write::Proof("fresh-1", now() + 600),
+                Write::Proof("fresh-1", now() + 600),
+                Write::Proof("spent-earlier", now() + 600),
+                mint("mint-proof-ok", "jti-ok", 1_000_001, who),
+                mint("mint-proof-revoked", "jti-revoked", 1_000_002, revoked),
+                mint("fresh-1", "jti-replayed", 1_000_003, who),
+                Write::Proof("fresh-2", now() + 600),
+                Write::Audit(AuditEvent { target: Some("batch-audit"), ..AuditEvent::new(Event::SigninSuccess) }, now()),
+            ])
+            .await
+            .expect("the batch commits");
+        let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.expect("no item errs")).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Done,
+                Outcome::Replay,
+                Outcome::Replay,
+                Outcome::Done,
+                Outcome::Revoked,
+                Outcome::Replay,
+                Outcome::Done,
+                Outcome::Done,
+            ]
+        );
+        // What succeeded is committed; what failed left nothing behind.
+        assert_eq!(count_where(&app, "dpop_proofs", "id IN ('fresh-1', 'fresh-2', 'mint-proof-ok', 'spent-earlier')").await, 4);
+        assert_eq!(count_where(&app, "dpop_proofs", "id = 'mint-proof-revoked'").await, 0);
+        assert_eq!(count_where(&app, "licenses", "jti = 'jti-ok'").await, 1);
+        assert_eq!(count_where(&app, "licenses", "jti IN ('jti-revoked', 'jti-replayed')").await, 0);
+        assert_eq!(count_where(&app, "audit_log", "target = 'jti-ok'").await, 1);
+        assert_eq!(count_where(&app, "audit_log", "target IN ('jti-revoked', 'jti-replayed')").await, 0);
+        assert_eq!(count_where(&app, "audit_log", "target = 'batch-audit'").await, 1);
+    }
+
+    async fn concurrent_premium_calls_with_one_replayed_proof_fail_only_the_replays(app) {
+        app.register("caller").await;
+        app.cli(&["admin", "grant", "caller", "premium"]).await.unwrap();
+        let device = DeviceKey::ed25519();
+        let reply = app.mint(&app.client, &device).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        let license = reply.body["license"].as_str().unwrap().to_owned();
+        // Ten fresh proofs and the same proof sent five times, all at once.
+        let fresh: Vec<String> = (0..10).map(|_| premium_proof(&app, &device, &license)).collect();
+        let replayed = premium_proof(&app, &device, &license);
+        let send = |proof: String| {
+            let app = &app;
+            let license = license.clone();
+            async move {
+                app.client
+                    .get(app.url("/api/premium/example"))
+                    .header("authorization", format!("DPoP {license}"))
+                    .header("dpop", proof)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        let (fresh_answers, replay_answers) = tokio::join!(
+            futures::future::join_all(fresh.into_iter().map(send)),
+            futures::future::join_all((0..5).map(|_| send(replayed.clone()))),
+        );
+        assert!(fresh_answers.iter().all(|s| *s == StatusCode::OK), "{fresh_answers:?}");
+        assert_eq!(replay_answers.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{replay_answers:?}");
+        assert_eq!(replay_answers.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count(), 4, "{replay_answers:?}");
+    }
+}
+
+fn first_jti(license: &serde_json::Value) -> String {
+    let payload = license.as_str().unwrap().split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&crate::helpers::unb64(payload)).unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+fn premium_proof(app: &TestApp, device: &DeviceKey, license: &str) -> String {
+    device.proof(
+        "GET",
+        &format!("{ORIGIN}{}/api/premium/example", app.base),
+        Some(license),
+        None,
+    )
+}
