@@ -202,19 +202,22 @@ class LatchkeyElement extends HTMLElement {
     this.showAlert('');
     this.showProgress(progress, () => controller.abort());
     let ok = false;
+    let said = '';
+    let failure = '';
     try {
-      const said = await action(controller.signal);
-      this.showStatus(typeof said === 'string' ? said : '');
+      said = (await action(controller.signal)) ?? '';
       ok = true;
     } catch (error) {
-      this.showStatus('');
-      if (error?.name === 'AbortError' || controller.signal.aborted) this.showStatus(this.say('done.cancelled'));
-      else this.showAlert(this.latchkey.describe(error));
+      if (error?.name === 'AbortError' || controller.signal.aborted) said = this.say('done.cancelled');
+      else failure = this.latchkey.describe(error);
     } finally {
       this.pending = null;
-      this.showProgress(null);
-      this.setBusy(false);
+      // What the result says is on screen by the time it is announced.
       await this.refresh();
+      this.showProgress(null);
+      this.showStatus(said);
+      this.showAlert(failure);
+      this.setBusy(false);
       // Focus goes back where it was, or to the result, never to nowhere.
       const back = before && before.isConnected && !before.disabled && before.offsetParent !== null ? before : null;
       if (back) back.focus();
@@ -306,8 +309,7 @@ export class LatchkeySignin extends LatchkeyElement {
       h('summary', {}, 'Lost your passkey?'),
       (this.recoveryText = h('p', { class: 'hint', part: 'hint' })),
     );
-    this.signedInLine = h('p', { part: 'signed-in', hidden: true });
-    this.root.append(this.form, this.recovery, this.signedInLine, ...this.regions());
+    this.root.append(this.form, this.recovery, ...this.regions());
     this.autofill = null;
     this.signedIn = false;
   }
@@ -333,8 +335,6 @@ export class LatchkeySignin extends LatchkeyElement {
     // Controls that cannot succeed are not offered: none while signed in, none offline.
     this.form.hidden = this.signedIn;
     this.recovery.hidden = this.signedIn;
-    this.signedInLine.hidden = !this.signedIn;
-    if (account) this.signedInLine.textContent = `Signed in as ${account.username}.`;
     this.offlineLine.hidden = !offline;
     this.offlineLine.textContent = offline ? this.say('offline.signin') : '';
     this.signInButton.hidden = offline;

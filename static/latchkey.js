@@ -512,6 +512,8 @@ export function createLatchkey(options = {}) {
         store.delete('account');
       };
     });
+    emit('license', null);
+    emit('account', null);
   }
 
   // ----------------------------------------------------------------------------- ceremonies

@@ -23,7 +23,7 @@ h.suite('device clock', {}, (s) => {
     try {
       await page.clock.setFixedTime(new Date(Date.now() - 2 * HOUR));
       await page.reload();
-      await h.expectVerdict(page, 'Locked: clock moved back');
+      await h.expectLocked(page, 'clock moved back');
       // Putting the clock right again unlocks.
       await page.clock.setFixedTime(new Date());
       await page.reload();
@@ -39,7 +39,7 @@ h.suite('device clock', {}, (s) => {
       const { claims } = await h.storedLicense(page);
       await page.clock.setFixedTime(new Date((claims.exp + 120) * 1000));
       await page.reload();
-      await h.expectVerdict(page, 'Locked: expired');
+      await h.expectLocked(page, 'expired');
     } finally {
       await context.close();
     }

@@ -218,6 +218,25 @@ export async function expectLocked(page, reason, timeout = 15_000) {
   if (await page.locator('latchkey-gate .premium-content').isVisible()) throw new Error('premium content is visible while locked');
 }
 
+/** A first visit (no account, no license): a next step, not a lock. */
+export async function expectSignInPrompt(page, timeout = 15_000) {
+  try {
+    await page.locator('latchkey-gate[state="signed-out"]').waitFor({ state: 'attached', timeout });
+    await premiumArea(page).getByText('Sign in to use Premium', { exact: true }).waitFor({ timeout: 2_000 });
+    await premiumArea(page).getByText(sentence('signed out'), { exact: true }).waitFor({ timeout: 2_000 });
+  } catch (error) {
+    throw new Error(`expected the sign-in prompt, page shows: ${await shownMessages(page)}`, { cause: error });
+  }
+}
+
+/** Fetches a new license now, through the page's shared client (what a sync does when one is due). */
+export async function fetchLicenseNow(page) {
+  await page.evaluate(async () => {
+    const { client } = await import('/latchkey-elements.js');
+    await client().fetchLicense();
+  });
+}
+
 /** Waits for any text on the page, failing with what the page shows instead. */
 export async function expectText(page, text, timeout = 15_000) {
   try {
@@ -225,6 +244,16 @@ export async function expectText(page, text, timeout = 15_000) {
   } catch (error) {
     throw new Error(`expected "${text}"; page shows: ${await shownMessages(page)}`, { cause: error });
   }
+}
+
+/**
+ * Playwright's offline emulation does not reach a document loaded while offline: its
+ * navigator.onLine reads true (BROWSER-TESTS.md). Saying it again over the page's own CDP
+ * session does, as a real offline browser would (an 'offline' event, navigator.onLine false).
+ * `offline: false` undoes it (call it before context.setOffline(false)).
+ */
+export async function emulateOffline(cdp, offline = true) {
+  await cdp.send('Network.emulateNetworkConditions', { offline, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
 }
 
 export async function waitForServiceWorker(page) {

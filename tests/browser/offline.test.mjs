@@ -9,7 +9,7 @@ import * as h from './harness.mjs';
 h.suite('offline license', {}, (s) => {
 
   test('premium stays unlocked offline on a reload served by the service worker', h.TEST, async () => {
-    const { context, page } = await h.newDevice(s.browser);
+    const { context, page, cdp } = await h.newDevice(s.browser);
     try {
       await h.premiumUser(page, s.server, 'olivia');
       await context.setOffline(true);
@@ -17,9 +17,11 @@ h.suite('offline license', {}, (s) => {
       assert.equal(response.fromServiceWorker(), true, 'the offline page comes from the service worker');
       assert.equal(await page.evaluate(() => fetch('/api/me').then(() => 'reached', () => 'failed')), 'failed');
       await h.expectVerdict(page, 'Premium unlocked');
+      await h.emulateOffline(cdp);
       await h.expectText(page, 'Offline');
+      await h.expectText(page, h.sentence('connection.offline.sentence'));
       const area = await h.premiumArea(page).textContent();
-      assert.match(area, /License expires /);
+      assert.match(area, /License valid until /);
     } finally {
       await context.close();
     }
@@ -36,7 +38,7 @@ h.suite('offline license', {}, (s) => {
       await h.writeKv(page, { [`license:${sub}`]: { token: `${header}.${edited}.${signature}`, storedAt: Date.now() } });
       await context.setOffline(true);
       await page.reload();
-      await h.expectVerdict(page, 'Locked: signature invalid');
+      await h.expectLocked(page, 'signature invalid');
     } finally {
       await context.close();
     }
@@ -50,14 +52,14 @@ h.suite('offline license', {}, (s) => {
       // iat has one-second resolution: wait for the service's next second (same machine clock).
       const nextSecond = (older.claims.iat + 1) * 1000 - Date.now();
       if (nextSecond > 0) await new Promise((r) => setTimeout(r, nextSecond + 20));
-      await h.clickAndSettle(page, 'Get offline license');
+      await h.fetchLicenseNow(page);
       const newer = await h.storedLicense(page);
       assert.ok(newer.claims.iat > older.claims.iat, 'a newer license was stored');
       await h.expectVerdict(page, 'Premium unlocked');
       await h.writeKv(page, { [`license:${older.sub}`]: { token: older.token, storedAt: Date.now() } });
       await context.setOffline(true);
       await page.reload();
-      await h.expectVerdict(page, 'Locked: older license');
+      await h.expectLocked(page, 'older license');
     } finally {
       await context.close();
     }
@@ -78,10 +80,10 @@ h.suite('offline license', {}, (s) => {
 
       // 1. The records alone: this profile has no device key.
       await second.page.goto(s.server.origin);
-      await h.expectVerdict(second.page, 'Locked: no license');
+      await h.expectSignInPrompt(second.page);
       await h.writeKv(second.page, copied);
       await second.page.reload();
-      await h.expectVerdict(second.page, 'Locked: bound to another device');
+      await h.expectLocked(second.page, 'bound to another device');
 
       // 2. This profile's own device key: another thumbprint.
       await second.page.evaluate(async () => {
@@ -89,7 +91,7 @@ h.suite('offline license', {}, (s) => {
         await createLatchkey().ensureDeviceKey();
       });
       await second.page.reload();
-      await h.expectVerdict(second.page, 'Locked: bound to another device');
+      await h.expectLocked(second.page, 'bound to another device');
 
       // 3. The first device's public key record spliced in: the thumbprint matches, but the
       //    private key here cannot sign for it.
@@ -104,7 +106,7 @@ h.suite('offline license', {}, (s) => {
         open.result.close();
       }, device.publicJwk);
       await second.page.reload();
-      await h.expectVerdict(second.page, 'Locked: bound to another device');
+      await h.expectLocked(second.page, 'bound to another device');
 
       // The original device still has premium.
       await first.page.reload();
