@@ -216,7 +216,6 @@ export function createLatchkey(options = {}) {
     const url = path.startsWith('http') ? path : origin + base + path;
     const timer = new AbortController();
     const clock = setTimeout(() => timer.abort(new DOMException('The service did not answer in time.', 'TimeoutError')), timeout);
-    clock?.unref?.(); // (node: a pending timer must not keep a script alive)
     const signal = init.signal ? anySignal([init.signal, timer.signal]) : timer.signal;
     let res;
     try {
@@ -239,7 +238,7 @@ export function createLatchkey(options = {}) {
     const mark = res.headers.get(CACHE_MARK);
     Object.defineProperty(res, 'fromCache', { value: Boolean(mark) });
     if (mark) {
-      setNetwork(mark === 'offline' || globalThis.navigator?.onLine === false ? 'offline' : 'unreachable');
+      setNetwork(mark === 'error' ? 'error' : mark === 'offline' || globalThis.navigator?.onLine === false ? 'offline' : 'unreachable');
     } else {
       setNetwork(res.status >= 500 ? 'error' : 'online');
       await noteServerDate(res);

@@ -97,9 +97,9 @@ async function fetchWithTimeout(request) {
   }
 }
 
-function marked(cached) {
+function marked(cached, why) {
   const headers = new Headers(cached.headers);
-  headers.set(CACHE_MARK, self.navigator.onLine === false ? 'offline' : 'unreachable');
+  headers.set(CACHE_MARK, why ?? (self.navigator.onLine === false ? 'offline' : 'unreachable'));
   return new Response(cached.body, { status: cached.status, statusText: cached.statusText, headers });
 }
 
@@ -126,7 +126,13 @@ async function networkFirst(event, request, networkRequest, { store = false, fal
     }
   }
   try {
-    return await refresh();
+    const response = await refresh();
+    // A service that answers with a server error is no better than none for the shell.
+    if (response.status >= 500) {
+      const cached = await fromCache();
+      if (cached) return marked(cached, 'error');
+    }
+    return response;
   } catch (error) {
     const cached = await fromCache();
     if (!cached) throw error;
