@@ -40,13 +40,16 @@ use crate::store::sessions::SessionDb;
 /// The whole HTTP surface, under the base path when there is one.
 pub fn build_router(state: AppState, static_dir: PathBuf, body_limit: usize) -> Router {
     let base = state.settings.base_path.clone();
+    let https = state.settings.https;
     let router = routes(state, static_dir, body_limit);
     if base.is_empty() {
         router
     } else {
+        // The answers outside the prefix get the same security headers as those inside.
         Router::new()
             .fallback_service(router)
             .layer(from_fn_with_state(Arc::<str>::from(base), under_base))
+            .layer(from_fn_with_state(https, security_headers))
     }
 }
 
@@ -80,7 +83,10 @@ async fn under_base(State(base): State<Arc<str>>, mut request: Request, next: Ne
             *request.uri_mut() = inner;
             next.run(request).await
         }
-        Err(_) => StatusCode::BAD_REQUEST.into_response(),
+        Err(_) => {
+            crate::error::AppError::bad_request("bad-request", "The request's path cannot be read.")
+                .into_response()
+        }
     }
 }
 
@@ -142,7 +148,10 @@ fn routes(state: AppState, static_dir: PathBuf, body_limit: usize) -> Router {
                 .route("/openapi.json", get(crate::openapi::openapi_json))
                 .with_state(doc),
         )
-        .route("/api/{*rest}", any(no_such_endpoint))
+        .route("/api/{*rest}", {
+            let document: Arc<str> = format!("{}/openapi.json", settings.base_path).into();
+            any(move || no_such_endpoint(document.clone()))
+        })
         .route_service("/admin", admin_page)
         .fallback_service(pages)
         // Innermost first: metrics see the matched route.

@@ -351,6 +351,9 @@ pub struct BusinessArgs {
     /// Longest wait for a receiver's answer.
     #[arg(long, env = "LATCHKEY_WEBHOOK_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub webhook_timeout: Duration,
+    /// How long delivered and given-up messages stay in the delivery log.
+    #[arg(long, env = "LATCHKEY_WEBHOOK_LOG_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub webhook_log_retention: Duration,
 }
 
 /// Retry delays, in order.
@@ -524,6 +527,9 @@ impl Common {
                 "LATCHKEY_ORIGIN uses http:// on {host}; passkeys need https:// except on localhost"
             ));
         }
+        if let Some(audience) = &self.license_audience {
+            check_audience(audience)?;
+        }
         Ok(())
     }
 
@@ -559,6 +565,35 @@ pub struct Business {
     pub retry_schedule: Vec<Duration>,
     pub poll: Duration,
     pub timeout: Duration,
+    /// Seconds a delivered or given-up message stays in the delivery log.
+    pub log_retention_secs: i64,
+}
+
+/// The license audience is compared byte for byte by every verifier: an app's origin
+/// (`https://app.example.com`, no path or trailing slash) or a plain identifier.
+fn check_audience(audience: &str) -> Result<(), String> {
+    let plain = !audience.is_empty()
+        && audience.len() <= 255
+        && !audience
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control());
+    if !plain {
+        return Err(format!(
+            "LATCHKEY_LICENSE_AUDIENCE must be an origin or identifier of 1 to 255 characters without spaces, got {audience:?}"
+        ));
+    }
+    if audience.contains("://") {
+        let bare = Url::parse(audience).is_ok_and(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.origin().ascii_serialization() == audience
+        });
+        if !bare {
+            return Err(format!(
+                "LATCHKEY_LICENSE_AUDIENCE must be a bare origin such as https://app.example.com (no path or trailing slash), got {audience}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn entitlement_name_ok(name: &str) -> bool {
@@ -638,6 +673,8 @@ impl BusinessArgs {
             retry_schedule: self.webhook_retry_schedule.0.clone(),
             poll: self.webhook_poll.max(Duration::from_millis(50)),
             timeout: self.webhook_timeout.max(Duration::from_millis(100)),
+            log_retention_secs: i64::try_from(self.webhook_log_retention.as_secs())
+                .unwrap_or(i64::MAX / 4),
         })
     }
 }

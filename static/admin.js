@@ -61,6 +61,7 @@ const ui = {
   signout: $('signout-button'),
   activity: $('activity'),
   error: $('error'),
+  loading: $('loading'),
   signin: $('signin'),
   signinForm: $('signin-form'),
   username: $('username'),
@@ -308,6 +309,7 @@ function handleError(error) {
 function showSignedOut() {
   state.me = null;
   state.viewing = null;
+  ui.loading.hidden = true;
   ui.who.textContent = 'Not signed in';
   ui.signout.hidden = true;
   ui.signin.hidden = false;
@@ -324,6 +326,7 @@ function showNotAdmin() {
 
 function showSignedIn(me) {
   state.me = me;
+  ui.loading.hidden = true;
   ui.who.textContent = `Signed in as ${me.username}${me.role === 'admin' ? ' (admin)' : ''}`;
   ui.signout.hidden = false;
   ui.signin.hidden = true;
@@ -1233,6 +1236,29 @@ ui.auditMore.addEventListener('click', () => run('Loading more events', async ()
 
 addEventListener('hashchange', route);
 
+/**
+ * Below 600 px the tables are stacked cards (admin.css): each cell carries its column's name
+ * in `data-label`, taken from the header, whenever rows are rendered. Action columns, whose
+ * header is for screen readers only, get an empty label.
+ */
+function labelCells(table) {
+  const labels = [...(table.tHead?.rows[0]?.cells ?? [])].map((th) =>
+    th.querySelector('.visually-hidden') ? '' : th.textContent.trim(),
+  );
+  for (const body of table.tBodies) {
+    for (const row of body.rows) {
+      [...row.cells].forEach((c, i) => {
+        if (c.dataset.label === undefined) c.dataset.label = labels[i] ?? '';
+      });
+    }
+  }
+}
+
+for (const table of document.querySelectorAll('table')) {
+  labelCells(table);
+  new MutationObserver(() => labelCells(table)).observe(table, { childList: true, subtree: true });
+}
+
 async function start() {
   await run('', async () => {
     let me = null;
@@ -1251,7 +1277,11 @@ async function start() {
       say('');
     }
   });
-  if (!state.me && ui.signin.hidden && ui.notAdmin.hidden) ui.signin.hidden = false;
+  ui.loading.hidden = true;
+  if (!state.me && ui.signin.hidden && ui.notAdmin.hidden) {
+    ui.who.textContent = 'Not signed in';
+    ui.signin.hidden = false;
+  }
 }
 
 start();

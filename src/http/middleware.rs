@@ -200,11 +200,12 @@ pub async fn problems(request: Request, next: Next) -> Response {
     Response::from_parts(parts, body)
 }
 
-/// Answers unknown `/api/` paths (every method) with a 404 problem.
-pub async fn no_such_endpoint() -> AppError {
+/// Answers unknown `/api/` paths (every method) with a 404 problem that points
+/// at the OpenAPI document (under the base path, if any).
+pub async fn no_such_endpoint(document: std::sync::Arc<str>) -> AppError {
     AppError::not_found(
         "not-found",
-        "There is no API endpoint at this address; see /openapi.json.",
+        format!("There is no API endpoint at this address; {document} lists them all."),
     )
 }
 

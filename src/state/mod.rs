@@ -248,6 +248,17 @@ impl AppState {
                         Ok(_) => {}
                         Err(err) => tracing::warn!(error = %err, "could not prune the audit log"),
                     }
+                    let before = crate::store::now() - state.settings.business.log_retention_secs;
+                    match state.store.prune_webhook_log(before).await {
+                        Ok(n) if n > 0 => {
+                            tracing::info!(
+                                deleted = n,
+                                "webhook log rows past their retention deleted"
+                            )
+                        }
+                        Ok(_) => {}
+                        Err(err) => tracing::warn!(error = %err, "could not prune the webhook log"),
+                    }
                 }
                 state.record_counted_failures().await;
                 if let Ok(n) = state.store.pending_ceremonies().await {

@@ -175,16 +175,15 @@ impl Store {
     /// stay append-only (the database refuses to delete them).
     pub async fn prune_audit(&self, now: i64) -> Result<u64> {
         // A minute of margin: the database's clock decides what it lets go.
-        let sql = "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at <= $1 - 60 \
-                   - (SELECT retention_secs FROM audit_policy WHERE id = 1) ORDER BY id LIMIT 10000)";
-        let mut total = 0;
-        loop {
-            let n = dispatch!(self.writer(), p => sqlx::query(sql).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
-            total += n;
-            if n < 10_000 {
-                return Ok(total);
-            }
-        }
+        let sql = format!(
+            "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at <= $1 - 60 \
+                   - (SELECT retention_secs FROM audit_policy WHERE id = 1) ORDER BY id LIMIT {})",
+            super::PRUNE_BATCH
+        );
+        super::prune_in_batches(|| async {
+            Ok(dispatch!(self.writer(), p => sqlx::query(&sql).bind(now).execute(p).await.map(|r| r.rows_affected()))?)
+        })
+        .await
     }
 
     /// Newest first; `before` is the cursor (an id from the previous page).

@@ -270,6 +270,27 @@ macro_rules! spend_confirmation {
 pub(crate) use spend_confirmation;
 
 /// Seconds since the Unix epoch.
+/// Rows a pruning statement deletes at most at once, so no single transaction
+/// holds the writer for long.
+const PRUNE_BATCH: u64 = 10_000;
+
+/// Runs a pruning step (which deletes at most [`PRUNE_BATCH`] rows) until it
+/// deletes fewer; the total deleted.
+async fn prune_in_batches<F, Fut>(mut step: F) -> Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64>>,
+{
+    let mut total = 0;
+    loop {
+        let n = step().await?;
+        total += n;
+        if n < PRUNE_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }

@@ -103,6 +103,21 @@ impl Store {
         )
     }
 
+    /// Deletes delivered and given-up messages whose event is older than
+    /// `before` (seconds); pending ones stay whatever their age, so nothing
+    /// waiting is lost and the order per endpoint is kept.
+    pub async fn prune_webhook_log(&self, before: i64) -> Result<u64> {
+        let sql = format!(
+            "DELETE FROM webhook_outbox WHERE id IN (SELECT id FROM webhook_outbox \
+                   WHERE status <> 'pending' AND at < $1 ORDER BY id LIMIT {})",
+            super::PRUNE_BATCH
+        );
+        super::prune_in_batches(|| async {
+            Ok(dispatch!(self.writer(), p => sqlx::query(&sql).bind(before).execute(p).await.map(|r| r.rows_affected()))?)
+        })
+        .await
+    }
+
     /// Records an attempt, if `owner` still holds the endpoint's lease.
     pub async fn record_webhook_attempt(
         &self,

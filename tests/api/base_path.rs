@@ -136,7 +136,16 @@ async fn pages_documents_and_probes_are_under_the_base_path_and_nothing_outside_
         "{}",
         missing.text
     );
-    assert_eq!(app.get("/api/nothing").await.problem(), "not-found");
+    let nothing = app.get("/api/nothing").await;
+    assert_eq!(nothing.problem(), "not-found");
+    assert!(
+        nothing.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/id/latchkey/openapi.json"),
+        "{}",
+        nothing.text
+    );
 
     // Outside the prefix nothing answers, not even the probes.
     for path in [
@@ -154,6 +163,13 @@ async fn pages_documents_and_probes_are_under_the_base_path_and_nothing_outside_
             "application/problem+json",
             "{path}"
         );
+        for header in [
+            "content-security-policy",
+            "x-content-type-options",
+            "x-frame-options",
+        ] {
+            assert!(reply.headers().contains_key(header), "{path}: no {header}");
+        }
     }
 }
 

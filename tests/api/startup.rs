@@ -153,6 +153,8 @@ fn other_wrong_values_stop_start_up_naming_the_setting() {
         ("LATCHKEY_DPOP_NONCE", "maybe"),
         ("LATCHKEY_KEK", "too-short"),
         ("LATCHKEY_ORIGIN", "ftp://example.com"),
+        ("LATCHKEY_LICENSE_AUDIENCE", "https://app.example.com/"),
+        ("LATCHKEY_LICENSE_AUDIENCE", "my app"),
         ("LATCHKEY_LISTEN", "localhost"),
     ] {
         refused(&[(name, value)], name);

@@ -321,6 +321,38 @@ on_both! {
         assert_eq!(delivered(&log), ["user.registered", "entitlement.granted"]);
     }
 
+    async fn the_delivery_log_keeps_finished_messages_for_its_retention_and_pending_ones_always(db) {
+        let secret = new_secret();
+        let Some(receiver) = Receiver::start(&[("/hooks", &secret)]) else { return };
+        let url = receiver.url("/hooks");
+        let args = settings(&url, &secret, "1h");
+        let app = spawn_app_with(db, &args).await;
+        let mut root = app.register("root").await;
+        app.cli(&["admin", "promote", "root"]).await.unwrap();
+        app.login(&mut root).await;
+        receiver.wait("the registration", |log| delivered(log).len() == 1).await;
+        // The next message fails once and then waits an hour for its retry: pending.
+        receiver.plan("/hooks", &[500]).await;
+        app.cli(&["admin", "grant", "root", "premium"]).await.unwrap();
+        receiver.wait("the failed grant", |log| log.len() == 2).await;
+        settled(&app, "/api/admin/webhooks?status=pending", |body| {
+            body["deliveries"][0]["attempts"] == 1
+        })
+        .await;
+        // Both events are now 40 days old, past the default 30-day retention.
+        run_sql(db, &app.database_url, "UPDATE webhook_outbox SET at = at - 3456000").await;
+        // What the upkeep task runs daily, with the configured retention (default 30 days).
+        let retention = app.state.settings.business.log_retention_secs;
+        assert_eq!(retention, 30 * 86_400);
+        let before = latchkey::store::now() - retention;
+        assert_eq!(app.state.store.prune_webhook_log(before).await.unwrap(), 1);
+        let page = app.get("/api/admin/webhooks").await;
+        assert_eq!(page.body["deliveries"].as_array().map(Vec::len), Some(1), "{}", page.text);
+        let kept = &page.body["deliveries"][0];
+        assert_eq!(kept["status"], "pending", "{}", page.text);
+        assert_eq!(kept["type"], "entitlement.granted");
+    }
+
     async fn a_rolled_back_change_sends_nothing(db) {
         let secret = new_secret();
         let Some(receiver) = Receiver::start(&[("/hooks", &secret)]) else { return };

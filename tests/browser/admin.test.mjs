@@ -437,16 +437,67 @@ h.suite('admin page', QUIET, (s) => {
     }
   });
 
-  test('at phone width nothing overflows, every control is named and the chart has a text alternative', h.TEST, async () => {
-    const device = await adminDevice({ width: 360, height: 740 });
+  test('while the first answer is awaited the page says it is loading, not signed out', h.TEST, async () => {
+    const context = await s.browser.newContext();
+    const page = await context.newPage();
+    try {
+      let release;
+      const held = new Promise((resolve) => { release = resolve; });
+      await page.route(`${s.server.origin}/api/me`, async (route) => {
+        await held;
+        await route.continue();
+      });
+      await page.goto(`${s.server.origin}/admin`);
+      const loading = page.getByText('Loading the admin console…');
+      await loading.waitFor();
+      assert.equal(await page.getByText('Not signed in').count(), 0, 'no verdict before the answer');
+      assert.equal(await page.getByRole('button', { name: 'Sign in with passkey', exact: true }).isVisible(), false);
+      release();
+      await page.getByRole('button', { name: 'Sign in with passkey', exact: true }).waitFor();
+      assert.equal(await loading.isVisible(), false);
+      assert.equal(await page.locator('#who').textContent(), 'Not signed in');
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('at phone width tables are cards with every action on screen, every control is named and the chart has a text alternative', h.TEST, async () => {
+    const quinn = await h.newDevice(s.browser);
+    await h.premiumUser(quinn.page, s.server, 'quinn');
+    const { claims } = await h.storedLicense(quinn.page);
+    await quinn.context.close();
+    const device = await adminDevice({ width: 390, height: 844 });
     const { page } = device;
     try {
       await signedInAdmin(device, 'pia');
-      await openUser(page, 'pia');
+      await openUser(page, 'quinn');
       await page.getByRole('heading', { name: 'Audit log' }).waitFor();
 
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-      assert.ok(overflow <= 0, `page is ${overflow}px wider than a 360px phone`);
+      assert.ok(overflow <= 0, `page is ${overflow}px wider than a 390px phone`);
+      // No table box scrolls sideways: each row is a card, each cell labelled with its column.
+      const sideways = await page.evaluate(() =>
+        [...document.querySelectorAll('.scroll')]
+          .filter((box) => box.offsetParent && box.scrollWidth > box.clientWidth + 1)
+          .map((box) => box.querySelector('table')?.id || box.id),
+      );
+      assert.deepEqual(sideways, []);
+      const licenseCard = page.locator(`tr[data-license="${claims.jti}"]`);
+      assert.match(await licenseCard.locator('[data-label="Status"]').innerText(), /active/i);
+      assert.equal(await licenseCard.evaluate((row) => getComputedStyle(row).display), 'block', 'a card, not a table row');
+      // Every action button the console shows lies within the screen's width, unscrolled.
+      const offscreen = await page.evaluate(() =>
+        [...document.querySelectorAll('#console button')]
+          .filter((b) => b.offsetParent)
+          .map((b) => ({ name: b.getAttribute('aria-label') || b.textContent.trim(), box: b.getBoundingClientRect() }))
+          .filter(({ box }) => box.left < 0 || box.right > window.innerWidth)
+          .map(({ name, box }) => `${name} ${Math.round(box.left)}..${Math.round(box.right)}`),
+      );
+      assert.deepEqual(offscreen, []);
+      const revoke = page.getByRole('button', { name: `Revoke license ${claims.jti.slice(0, 8)}`, exact: true });
+      await revoke.click();
+      await page.getByRole('dialog', { name: `Revoke license ${claims.jti.slice(0, 8)}?` }).getByRole('button', { name: 'Confirm', exact: true }).click();
+      await licenseCard.getByText('revoked', { exact: true }).waitFor({ timeout: 15_000 });
 
       const chart = page.getByRole('img', { name: 'Sign-ins, licenses minted and revocations per day' });
       await chart.waitFor();
