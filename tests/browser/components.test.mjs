@@ -75,13 +75,32 @@ h.suite('components', {}, (s) => {
   });
 
   test('a pending passkey prompt shows progress and Cancel ends it, changing nothing', h.TEST, async () => {
-    // No authenticator on this page: the browser's prompt would wait for one for minutes.
+    // An authenticator that waits for a touch that never comes (a security key left in a
+    // drawer, a phone that never answers): the prompt stays pending until cancelled. (With no
+    // authenticator at all, headless Chromium puts up its own prompt, which takes the page's
+    // input as a real browser's dialog would; there the browser's Cancel is the way out.)
     const context = await s.browser.newContext();
     const page = await context.newPage();
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('WebAuthn.enable');
+    await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: {
+        protocol: 'ctap2',
+        transport: 'usb',
+        hasResidentKey: true,
+        hasUserVerification: true,
+        isUserVerified: true,
+        automaticPresenceSimulation: false,
+      },
+    });
     try {
       await page.goto(s.server.origin);
       await page.getByRole('textbox', { name: 'Username' }).fill('nora');
+      const started = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/register/start');
       await page.getByRole('button', { name: 'Create passkey' }).click();
+      assert.equal((await started).status(), 200);
+      // The browser's prompt is up now (create() is pending).
+      await page.evaluate(() => new Promise((r) => setTimeout(r, 100)));
       await h.expectText(page, `${h.sentence('progress.register')} ${h.sentence('progress.hint')}`);
       assert.equal(await page.locator('main').getAttribute('aria-busy'), 'true');
       assert.equal(await focused(page), 'Cancel', 'the one thing to do now has focus');
