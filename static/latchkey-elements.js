@@ -636,7 +636,13 @@ export class LatchkeyGate extends LatchkeyElement {
     const timer = setInterval(() => this.refresh(), 30_000);
     this.listeners.push(() => clearInterval(timer));
     const lk = this.latchkey;
-    for (const type of ['sync', 'account', 'license', 'connection']) on(lk.events, type, () => this.refresh());
+    this.syncError = null;
+    on(lk.events, 'sync', (e) => {
+      // A license the service would not give (a device limit, say) is worth a sentence here.
+      this.syncError = e.detail?.license === 'failed' ? e.detail.error : null;
+      this.refresh();
+    });
+    for (const type of ['account', 'license', 'connection']) on(lk.events, type, () => this.refresh());
     on(globalThis, 'online', () => this.refresh());
     on(globalThis, 'offline', () => this.refresh());
   }
@@ -663,6 +669,10 @@ export class LatchkeyGate extends LatchkeyElement {
     // "Check again" can only help when the service may be reached and someone is signed in.
     this.retryButton.hidden = state === 'signed-out' || connection === 'offline';
     this.retryButton.disabled = Boolean(this.pending);
+    if (!this.pending) {
+      const why = !v.ok && this.syncError && connection !== 'offline' ? this.latchkey.describe(this.syncError) : '';
+      this.showAlert(why);
+    }
     this.verdict = v;
     this.dispatchEvent(new CustomEvent('latchkey-verdict', { detail: v, bubbles: true, composed: true }));
   }

@@ -298,11 +298,13 @@ export function createLatchkey(options = {}) {
           // not a key: ignored
         }
       }
+      let manifestRead = false;
       if (keysUrl) {
         try {
           const res = await request(keysUrl, { headers: { accept: 'application/json' }, cache: refresh ? 'no-store' : 'no-cache' }, { timeout: PINS_TIMEOUT_MS });
           if (res.ok) {
             const body = await res.json();
+            manifestRead = true;
             for (const list of [body?.keys, body?.next]) {
               if (!Array.isArray(list) || list.length === 0) continue;
               const accepted = await acceptJwks({ keys: list }).catch(() => ({ keys: [] }));
@@ -317,6 +319,11 @@ export function createLatchkey(options = {}) {
         }
       }
       const pins = { kids, keys: (await acceptJwks({ keys }).catch(() => ({ keys: [] }))).keys };
+      if (keysUrl && !manifestRead) {
+        // Not reachable and not cached: the next check asks again.
+        if (pinsLoading === loading) pinsLoading = null;
+        return pinsLoaded && !refresh ? pinsLoaded : pins;
+      }
       pinsLoaded = pins;
       return pins;
     })();

@@ -22,6 +22,7 @@ const SHELL = [
   'latchkey-keys.json',
   'manifest.webmanifest',
 ].map((p) => BASE + p);
+const PINS = `${BASE}latchkey-keys.json`;
 const OPTIONAL = ['icons/icon.svg', 'icons/icon-192.png', 'icons/icon-512.png'].map((p) => BASE + p);
 
 const configured = Number(new URL(self.location).searchParams.get('timeout'));
@@ -75,6 +76,12 @@ self.addEventListener('fetch', (event) => {
   if (below.startsWith('api/') || below.startsWith('admin')) return;
 
   const inShell = SHELL.includes(path) || OPTIONAL.includes(path);
+  if (path === PINS && url.search === '') {
+    // The pinned keys are read before every first verdict: from the cache at once, refreshed
+    // behind (a page that meets a new key over the network trusts it for its own life).
+    event.respondWith(cacheFirst(event, request));
+    return;
+  }
   if (request.mode === 'navigate') {
     // Only the shell itself is stored; any page falls back to it offline.
     event.respondWith(networkFirst(event, request, request, { store: inShell && url.search === '', fallback: BASE }));
@@ -101,6 +108,21 @@ function marked(cached, why) {
   const headers = new Headers(cached.headers);
   headers.set(CACHE_MARK, why ?? (self.navigator.onLine === false ? 'offline' : 'unreachable'));
   return new Response(cached.body, { status: cached.status, statusText: cached.statusText, headers });
+}
+
+/** Answers from the cache when it can (refreshing it behind), else from the network. */
+async function cacheFirst(event, request) {
+  const cache = await caches.open(CACHE);
+  const key = new URL(request.url).pathname;
+  const refresh = async () => {
+    const response = await fetchWithTimeout(new Request(request.url, { headers: request.headers, cache: 'no-store' }));
+    if (response.ok && response.type === 'basic') await cache.put(key, response.clone());
+    return response;
+  };
+  const cached = await cache.match(key);
+  if (!cached) return refresh();
+  event.waitUntil(refresh().catch(() => {}));
+  return cached;
 }
 
 /**
