@@ -96,6 +96,12 @@ li { border: 1px solid var(--_line); border-radius: var(--_radius); padding: 0.7
 .verdict.locked { color: var(--_danger); }
 .facts { color: var(--_muted); font-size: 0.925em; }
 h3 { font-size: 1em; margin: 0.75rem 0 0.25rem; }
+ol.codes {
+  font-family: ui-monospace, SFMono-Regular, Menlo, monospace; display: grid; gap: 0.25rem 1.5rem;
+  grid-template-columns: repeat(auto-fill, minmax(12rem, 1fr)); padding-left: 1.75rem; margin: 0.5rem 0;
+}
+summary { cursor: pointer; color: var(--_accent); }
+details[open] summary { margin-bottom: 0.5rem; }
 `;
 
 let sheet = null;
@@ -303,13 +309,44 @@ export class LatchkeySignin extends LatchkeyElement {
       this.offlineLine,
       h('div', { class: 'actions' }, this.signInButton, this.createButton),
     );
+    const codeId = nextId('latchkey-recovery-code');
+    this.codeInput = h('input', {
+      id: codeId,
+      part: 'input',
+      name: 'code',
+      type: 'text',
+      autocomplete: 'off',
+      autocapitalize: 'characters',
+      spellcheck: 'false',
+      maxLength: 64,
+      'aria-describedby': `${codeId}-hint`,
+    });
+    this.recoverButton = h('button', { type: 'submit', part: 'button' }, 'Add a passkey with the code');
     this.recovery = h(
       'details',
       { part: 'recovery', class: 'recovery' },
-      h('summary', {}, 'Lost your passkey?'),
-      (this.recoveryText = h('p', { class: 'hint', part: 'hint' })),
+      h('summary', {}, 'Lost your passkey? Use a recovery code'),
+      h(
+        'form',
+        { class: 'stack', novalidate: true, onsubmit: (e) => (e.preventDefault(), this.recoverWithCode()) },
+        h('label', { for: codeId, part: 'label' }, 'Recovery code'),
+        this.codeInput,
+        (this.codeHint = h('p', { id: `${codeId}-hint`, part: 'hint', class: 'hint' })),
+        h('div', { class: 'actions' }, this.recoverButton),
+        (this.recoveryText = h('p', { class: 'hint', part: 'hint' })),
+      ),
     );
-    this.root.append(this.form, this.recovery, ...this.regions());
+    // A recovery link (…?recover=lke_…) from the app's support adds a passkey to the account.
+    this.linkCode = new URLSearchParams(globalThis.location?.search ?? '').get('recover');
+    this.linkButton = h('button', { type: 'button', part: 'button primary', class: 'primary', onclick: () => this.recoverWithLink() }, 'Add a passkey');
+    this.linkPanel = h(
+      'section',
+      { part: 'recovery-link', hidden: !this.linkCode },
+      h('h3', {}, 'Recover your account'),
+      (this.linkText = h('p', {})),
+      h('div', { class: 'actions' }, this.linkButton),
+    );
+    this.root.append(this.linkPanel, this.form, this.recovery, ...this.regions());
     this.autofill = null;
     this.signedIn = false;
   }
@@ -329,6 +366,9 @@ export class LatchkeySignin extends LatchkeyElement {
   async refresh() {
     const account = await this.latchkey.account();
     this.recoveryText.textContent = this.say('recovery.lost');
+    this.codeHint.textContent = this.say('recovery.code-hint');
+    this.linkText.textContent = this.say('recovery.link');
+    this.linkPanel.hidden = !this.linkCode;
     this.signedIn = Boolean(account);
     const offline = this.latchkey.connection() === 'offline';
     const busy = Boolean(this.pending);
@@ -339,9 +379,9 @@ export class LatchkeySignin extends LatchkeyElement {
     this.offlineLine.textContent = offline ? this.say('offline.signin') : '';
     this.signInButton.hidden = offline;
     this.createButton.hidden = offline;
-    this.signInButton.disabled = busy;
-    this.createButton.disabled = busy;
-    this.input.disabled = busy;
+    this.recoverButton.hidden = offline;
+    this.linkButton.disabled = busy || offline;
+    for (const control of [this.signInButton, this.createButton, this.recoverButton, this.input, this.codeInput]) control.disabled = busy;
     if (!this.signedIn && !offline && !busy) this.startAutofill();
     else if (this.signedIn || offline) this.stopAutofill();
   }
@@ -389,6 +429,40 @@ export class LatchkeySignin extends LatchkeyElement {
     });
   }
 
+  recoverWithCode() {
+    const username = this.input.value.trim();
+    const code = this.codeInput.value.trim();
+    if (!username || !code) {
+      this.showAlert(this.say('need.recovery'));
+      (username ? this.codeInput : this.input).focus();
+      return Promise.resolve(false);
+    }
+    this.stopAutofill();
+    return this.run(this.say('progress.recover'), async (signal) => {
+      const user = await this.latchkey.recover(username, code, { signal });
+      this.codeInput.value = '';
+      this.signedInEvent(user);
+      await this.latchkey.sync({ signal });
+      return this.say('done.recovered', { username: user.username });
+    });
+  }
+
+  recoverWithLink() {
+    const code = this.linkCode;
+    this.stopAutofill();
+    return this.run(this.say('progress.recover'), async (signal) => {
+      const user = await this.latchkey.enroll(code, { signal });
+      this.linkCode = null;
+      // The code works once: it leaves the address bar and the history.
+      const url = new URL(globalThis.location.href);
+      url.searchParams.delete('recover');
+      globalThis.history?.replaceState(null, '', url.pathname + url.search + url.hash);
+      this.signedInEvent(user);
+      await this.latchkey.sync({ signal });
+      return this.say('done.recovered', { username: user.username });
+    });
+  }
+
   create() {
     const username = this.input.value.trim();
     if (!username) {
@@ -433,7 +507,26 @@ export class LatchkeyAccount extends LatchkeyElement {
       'Sign out everywhere',
     );
     this.actions = h('div', { class: 'actions' }, this.addButton, this.signOutButton, this.everywhereButton);
-    this.root.append(this.who, this.offlineLine, this.passkeys, this.actions, ...this.regions());
+    this.deviceList = h('ul', { part: 'list', 'aria-label': 'Your devices' });
+    this.devicesAbout = h('p', { part: 'hint', class: 'hint' });
+    this.devices = h('section', { hidden: true }, h('h3', {}, 'Your devices'), this.devicesAbout, this.deviceList);
+    this.codesStatus = h('p', { part: 'hint', class: 'hint' });
+    this.codesButton = h('button', { type: 'button', part: 'button', onclick: () => this.makeCodes() }, 'Make recovery codes');
+    this.codeList = h('ol', { part: 'codes', class: 'codes', 'aria-label': 'Recovery codes' });
+    this.codesKeep = h('strong', {});
+    this.codesShown = h('div', { hidden: true }, h('p', {}, this.codesKeep), this.codeList);
+    this.recoveryCodes = h(
+      'section',
+      { hidden: true },
+      h('h3', {}, 'Recovery codes'),
+      this.codesStatus,
+      h('div', { class: 'actions' }, this.codesButton),
+      this.codesShown,
+    );
+    this.root.append(this.who, this.offlineLine, this.passkeys, this.actions, this.devices, this.recoveryCodes, ...this.regions());
+    /** Recovery codes just made: shown once, to the account that made them. */
+    this.codes = null;
+    this.ownDevice = null;
     this.hidden = true;
     this.me = null;
   }
@@ -460,6 +553,9 @@ export class LatchkeyAccount extends LatchkeyElement {
     this.actions.hidden = !account;
     if (!account) {
       this.passkeys.hidden = true;
+      this.devices.hidden = true;
+      this.recoveryCodes.hidden = true;
+      this.codes = null;
       return;
     }
     const live = Boolean(me) && online;
@@ -472,6 +568,98 @@ export class LatchkeyAccount extends LatchkeyElement {
     const busy = Boolean(this.pending);
     for (const b of [this.addButton, this.signOutButton, this.everywhereButton]) b.disabled = busy;
     if (live && !busy) this.renderPasskeys(me.passkeys ?? []);
+    // Devices and recovery codes, where the service has them.
+    this.devices.hidden = !live || !Array.isArray(me?.devices);
+    if (!this.devices.hidden && !busy) await this.renderDevices(me.devices);
+    this.recoveryCodes.hidden = !live || typeof lk.makeRecoveryCodes !== 'function';
+    if (!this.recoveryCodes.hidden) {
+      this.codesStatus.textContent = this.say('recovery.codes-left', { left: me.recovery_codes_left ?? 0 });
+      this.codesKeep.textContent = this.say('recovery.codes-keep');
+      const shown = this.codes?.user_id === account.user_id ? this.codes.codes : null;
+      this.codesShown.hidden = !shown;
+      if (shown) this.codeList.replaceChildren(...shown.map((code) => h('li', {}, code)));
+      this.codesButton.disabled = busy;
+    }
+  }
+
+  async renderDevices(devices) {
+    this.devicesAbout.textContent = this.say('devices.about');
+    if (!this.ownDevice && devices.length) this.ownDevice = (await this.latchkey.ensureDeviceKey().catch(() => null))?.jkt ?? null;
+    this.deviceList.replaceChildren(...devices.map((d) => this.deviceItem(d)));
+    if (!devices.length) this.deviceList.append(h('li', { part: 'item' }, this.say('devices.none')));
+  }
+
+  deviceItem(device) {
+    const name = device.name;
+    const title = device.id === this.ownDevice ? `${name} (this device)` : name;
+    const count = device.active_licenses ?? 0;
+    const licenses = count === 1 ? '1 active license' : `${count} active licenses`;
+    const inputId = nextId('latchkey-device-name');
+    const input = h('input', { id: inputId, part: 'input', type: 'text', maxLength: 64, required: true, value: name });
+    const rename = h('form', {
+      class: 'rename',
+      onsubmit: (event) => {
+        event.preventDefault();
+        const next = input.value.trim();
+        if (!next) {
+          this.showAlert(this.say('need.name'));
+          input.focus();
+          return;
+        }
+        this.run(`Renaming ${name}…`, async (signal) => {
+          await this.latchkey.renameDevice(device.id, next, { signal });
+          this.me = null;
+          return this.say('done.renamed', { name: next });
+        });
+      },
+    });
+    rename.append(
+      h('label', { for: inputId, part: 'label' }, `New name for device ${name}`),
+      input,
+      h('button', { type: 'submit', part: 'button', 'aria-label': `Rename device ${name}` }, 'Rename'),
+    );
+    const remove = h('button', { type: 'button', part: 'button danger', class: 'danger', 'aria-label': `Remove device ${title}` }, 'Remove');
+    const confirm = h('button', { type: 'button', part: 'button danger', class: 'danger', hidden: true, 'aria-label': `Yes, remove device ${title}` }, 'Yes, remove');
+    const keep = h('button', { type: 'button', part: 'button', hidden: true }, 'Keep it');
+    remove.addEventListener('click', () => {
+      remove.hidden = true;
+      confirm.hidden = false;
+      keep.hidden = false;
+      confirm.focus();
+    });
+    keep.addEventListener('click', () => {
+      remove.hidden = false;
+      confirm.hidden = true;
+      keep.hidden = true;
+      remove.focus();
+    });
+    confirm.addEventListener('click', () =>
+      this.run(`Removing ${name}…`, async (signal) => {
+        await this.latchkey.removeDevice(device.id, { signal });
+        this.me = null;
+        // Its licenses are revoked: this device learns it (if it was this one) at once.
+        await this.latchkey.sync({ signal });
+        return this.say('done.device-removed', { name });
+      }),
+    );
+    return h(
+      'li',
+      { part: 'item', class: 'device' },
+      h('p', { part: 'name', class: 'name' }, title),
+      h('p', { part: 'meta', class: 'meta' }, `First seen ${formatDate(device.first_seen)} · last sync ${formatDate(device.last_sync)} · ${licenses}`),
+      rename,
+      h('div', { class: 'actions' }, remove, confirm, keep),
+    );
+  }
+
+  makeCodes() {
+    return this.run('Making recovery codes…', async (signal) => {
+      const account = await this.latchkey.account();
+      const { codes } = await this.latchkey.makeRecoveryCodes({ signal });
+      this.codes = { user_id: account?.user_id, codes };
+      this.me = null;
+      return this.say('recovery.codes-made');
+    });
   }
 
   renderPasskeys(passkeys) {

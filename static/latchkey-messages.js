@@ -83,7 +83,19 @@ export const MESSAGES = Object.freeze({
   'offline.signin': "Signing in needs a connection. What is on this device keeps working; try again when you're online.",
   'offline.account': "You can manage your passkeys when you're back online.",
   'last-passkey': 'This is your only passkey, so it cannot be removed. Add another passkey first.',
-  'recovery.lost': 'Lost your passkey? Ask the app’s support for a recovery link, then open it on this device.',
+  'recovery.lost': 'No recovery codes? Ask the app’s support for a recovery link, then open it on this device.',
+  'recovery.code-hint': 'Enter your username above and one of your recovery codes. Each code works once.',
+  'recovery.link': 'This link adds a new passkey to your account. It works once.',
+  'need.recovery': 'Enter your username and one of your recovery codes.',
+  'progress.recover': 'Creating your new passkey…',
+  'done.recovered': ({ username }) => `Passkey added. Signed in as ${username}.`,
+  'recovery.codes-left': ({ left }) =>
+    left ? `${left} unused recovery code${left === 1 ? '' : 's'}. Making new ones replaces them.` : 'No recovery codes yet: make some in case you lose your passkeys.',
+  'recovery.codes-made': 'Recovery codes made. Keep them somewhere safe: they are shown only now.',
+  'recovery.codes-keep': 'Keep these codes somewhere safe: they are shown only now. Each works once.',
+  'devices.none': 'No devices yet: a device appears here when it gets an offline license.',
+  'devices.about': 'Each device that got an offline license. Removing one revokes its licenses and signs it out.',
+  'done.device-removed': ({ name }) => `Removed ${name}. Its licenses are revoked.`,
 });
 
 /**
