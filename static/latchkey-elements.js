@@ -218,6 +218,7 @@ class LatchkeyElement extends HTMLElement {
       else failure = this.latchkey.describe(error);
     } finally {
       this.pending = null;
+      this.changedAt = Date.now();
       // What the result says is on screen by the time it is announced.
       await this.refresh();
       this.showProgress(null);
@@ -543,8 +544,20 @@ export class LatchkeyAccount extends LatchkeyElement {
     const lk = this.latchkey;
     const account = await lk.account();
     const online = !lk.isOffline();
-    if (report?.online) this.me = report.me;
-    else if (fetch && online && account && !this.pending) this.me = await lk.me().catch(() => this.me);
+    // A sync that began before this element's last change may carry the old account.
+    if (report?.online && report.startedAt >= (this.changedAt ?? 0)) this.me = report.me;
+    else if (fetch && online && account && !this.pending) {
+      const asked = Date.now();
+      this.fetching = (this.fetching ?? 0) + 1;
+      try {
+        const fresh = await lk.me().catch(() => undefined);
+        if (fresh !== undefined && asked >= (this.changedAt ?? 0)) this.me = fresh;
+      } finally {
+        this.fetching -= 1;
+      }
+    } else if (!this.me && this.fetching && account) {
+      return; // the refresh that is fetching the account shows it
+    }
     if (!account) this.me = null;
     const me = this.me && account && this.me.user_id === account.user_id ? this.me : null;
     // A finished action's result stays readable even when the element hides (signed out).
@@ -585,6 +598,9 @@ export class LatchkeyAccount extends LatchkeyElement {
   async renderDevices(devices) {
     this.devicesAbout.textContent = this.say('devices.about');
     if (!this.ownDevice && devices.length) this.ownDevice = (await this.latchkey.ensureDeviceKey().catch(() => null))?.jkt ?? null;
+    const key = JSON.stringify([this.ownDevice, devices]);
+    if (key === this.drawnDevices) return;
+    this.drawnDevices = key;
     this.deviceList.replaceChildren(...devices.map((d) => this.deviceItem(d)));
     if (!devices.length) this.deviceList.append(h('li', { part: 'item' }, this.say('devices.none')));
   }
@@ -663,6 +679,10 @@ export class LatchkeyAccount extends LatchkeyElement {
   }
 
   renderPasskeys(passkeys) {
+    // Unchanged data is not drawn again: that would throw away what someone is typing.
+    const key = JSON.stringify(passkeys);
+    if (key === this.drawnPasskeys && this.list.isConnected) return;
+    this.drawnPasskeys = key;
     const only = passkeys.length === 1;
     this.list.replaceChildren(...passkeys.map((p, i) => this.passkeyItem(p, i, only)));
   }

@@ -131,6 +131,7 @@ export class LatchkeyError extends Error {
  * @property {'refreshed' | 'unchanged' | 'signed-out' | 'failed'} license
  * @property {'updated' | 'unchanged' | 'none' | 'failed'} status
  * @property {Error | null} error
+ * @property {number} startedAt when the sync began (ms since the epoch): `me` is as of then
  */
 
 /**
@@ -185,6 +186,8 @@ export function createLatchkey(options = {}) {
   let dpopNonce = null;
   /** @type {AbortController | null} */
   let conditional = null;
+  /** @type {Promise<void> | null} the autofill's start request, while it is under way */
+  let autofillStarting = null;
 
   // ----------------------------------------------------------------------------- network
 
@@ -217,10 +220,15 @@ export function createLatchkey(options = {}) {
     const timer = new AbortController();
     const clock = setTimeout(() => timer.abort(new DOMException('The service did not answer in time.', 'TimeoutError')), timeout);
     const signal = init.signal ? anySignal([init.signal, timer.signal]) : timer.signal;
+    // Requests that use the session go one at a time: the service saves the whole session
+    // after each, so two at once could lose what the other wrote (a ceremony, say).
+    const release = sessionApi(url) ? await takeTurn(signal) : () => {};
     let res;
     try {
-      res = await http(url, { credentials: 'include', ...init, signal });
+      res = await (signal.aborted ? Promise.reject(signal.reason) : http(url, { credentials: 'include', ...init, signal }));
+      release();
     } catch (e) {
+      release();
       clearTimeout(clock);
       if (init.signal?.aborted) throw init.signal.reason ?? e;
       const offline = globalThis.navigator?.onLine === false;
@@ -244,6 +252,24 @@ export function createLatchkey(options = {}) {
       await noteServerDate(res);
     }
     return res;
+  }
+
+  let turn = Promise.resolve();
+  const sessionApi = (url) => url.startsWith(`${origin}${base}/api/`) && !url.startsWith(`${origin}${base}/api/status-lists/`);
+
+  /** Waits for the session requests before this one (or for `signal`); returns the release. */
+  async function takeTurn(signal) {
+    const before = turn;
+    let release;
+    turn = new Promise((resolve) => (release = resolve));
+    if (!signal.aborted) {
+      await new Promise((resolve) => {
+        before.then(resolve);
+        signal.addEventListener('abort', resolve, { once: true });
+      });
+    }
+    // Released in order even when this one gave up early.
+    return () => before.then(release);
   }
 
   /** A problem answer as a LatchkeyError; 5xx answers get code 'service-error'. */
@@ -526,6 +552,16 @@ export function createLatchkey(options = {}) {
 
   // A pending conditional (autofill) request blocks every other WebAuthn call, so each
   // button-driven ceremony ends it first.
+  /**
+   * Ends a pending autofill request and waits until its start request has been answered: the
+   * service writes the ceremony into the session, and that write must not land after the next
+   * ceremony's own.
+   */
+  async function endAutofill() {
+    abortAutofill();
+    if (autofillStarting) await autofillStarting;
+  }
+
   function abortAutofill() {
     if (conditional) {
       conditional.abort();
@@ -601,7 +637,7 @@ export function createLatchkey(options = {}) {
      * @returns {Promise<{user_id: string, credential_id: string, username: string}>}
      */
     async register(username, { displayName, signal } = {}) {
-      abortAutofill();
+      await endAutofill();
       const body = { username };
       if (displayName) body.display_name = displayName;
       const options = await postJson('/api/register/start', body, { signal });
@@ -621,7 +657,7 @@ export function createLatchkey(options = {}) {
      * @returns {Promise<{user_id: string, credential_id: string, username: string}>}
      */
     async enroll(code, { signal } = {}) {
-      abortAutofill();
+      await endAutofill();
       const options = await postJson('/api/register/enroll', { enrollment: code }, { signal });
       const credential = await prompt(() =>
         navigator.credentials.create({ publicKey: creationOptions(options.publicKey), signal }),
@@ -646,15 +682,37 @@ export function createLatchkey(options = {}) {
      * @returns {Promise<{user_id: string, username: string, entitlements: any[]}>}
      */
     async signIn({ autofill = false, username, signal } = {}) {
-      abortAutofill();
       let own = null;
       if (autofill) {
+        // Registered at once, so that a ceremony started from now on ends this one first.
+        abortAutofill();
         own = new AbortController();
         conditional = own;
         signal = signal ? anySignal([signal, own.signal]) : own.signal;
+      } else {
+        await endAutofill();
       }
       try {
-        const options = await postJson('/api/login/start', username && !autofill ? { username } : {}, { signal });
+        let options;
+        if (autofill) {
+          if (autofillStarting) await autofillStarting;
+          if (signal.aborted) throw signal.reason ?? new DOMException('The autofill request was ended.', 'AbortError');
+          // Not aborted half-way (see endAutofill); the request timeout still bounds it.
+          const starting = postJson('/api/login/start', {});
+          const settled = starting.then(
+            () => {},
+            () => {},
+          );
+          autofillStarting = settled;
+          try {
+            options = await starting;
+          } finally {
+            if (autofillStarting === settled) autofillStarting = null;
+          }
+          if (signal.aborted) throw signal.reason ?? new DOMException('The autofill request was ended.', 'AbortError');
+        } else {
+          options = await postJson('/api/login/start', username ? { username } : {}, { signal });
+        }
         const publicKey = requestOptions(options.publicKey);
         const named = username && !autofill ? username : null;
         const credential = await prompt(
@@ -670,7 +728,7 @@ export function createLatchkey(options = {}) {
 
     /** Ends this browser's session and forgets this user's license on this device. */
     async signOut({ signal } = {}) {
-      abortAutofill();
+      await endAutofill();
       try {
         await postJson('/api/logout', undefined, { signal });
       } finally {
@@ -680,7 +738,7 @@ export function createLatchkey(options = {}) {
 
     /** Ends every session of this user (after a passkey confirmation if needed), then forgets the license here. */
     async signOutEverywhere({ signal } = {}) {
-      abortAutofill();
+      await endAutofill();
       await withStepUp(() => postJson('/api/logout/everywhere', undefined, { signal }), { signal });
       await forgetCurrentLicense();
     },
@@ -691,7 +749,7 @@ export function createLatchkey(options = {}) {
      * changes ask for it by themselves.
      */
     async stepUp({ signal } = {}) {
-      abortAutofill();
+      await endAutofill();
       const options = await postJson('/api/me/step-up/start', undefined, { signal });
       const credential = await prompt(() => navigator.credentials.get({ publicKey: requestOptions(options.publicKey), signal }));
       return postJson('/api/me/step-up/finish', credentialToJson(credential), { signal });
@@ -723,7 +781,7 @@ export function createLatchkey(options = {}) {
 
     /** Adds another passkey to the signed-in user (after a passkey confirmation if needed). */
     async addPasskey({ signal } = {}) {
-      abortAutofill();
+      await endAutofill();
       return withStepUp(async () => {
         const options = await postJson('/api/me/passkeys/start', undefined, { signal });
         const credential = await prompt(() =>
@@ -928,7 +986,7 @@ export function createLatchkey(options = {}) {
      */
     async unlockWithPasskey({ signal, timeout = 60_000 } = {}) {
       // (Offline by design: no request to the service, only the local passkey prompt.)
-      abortAutofill();
+      await endAutofill();
       const state = await readCheckState();
       const verdict = await evaluate(state, undefined, Date.now());
       if (!verdict.ok) return { ok: false, reason: verdict.reason, detail: verdict.detail };
@@ -1001,7 +1059,7 @@ export function createLatchkey(options = {}) {
   /** One sync; each step has the request timeout, so a hung service never holds it for long. */
   async function syncOnce({ signal } = {}) {
     /** @type {SyncReport} */
-    const report = { online: false, connection: network, me: null, license: 'unchanged', status: 'unchanged', error: null };
+    const report = { online: false, connection: network, me: null, license: 'unchanged', status: 'unchanged', error: null, startedAt: Date.now() };
     const finish = () => {
       report.connection = api.connection();
       return report;
