@@ -19,6 +19,10 @@ const SHELL = [
   'latchkey-core.js',
   'latchkey-messages.js',
   'latchkey-elements.js',
+  'latchkey-ui.js',
+  'latchkey-signin.js',
+  'latchkey-account.js',
+  'latchkey-gate.js',
   'latchkey-keys.json',
   'manifest.webmanifest',
 ].map((p) => BASE + p);
