@@ -37,9 +37,9 @@ async function run(button, output, action) {
 $('unlock-button').addEventListener('click', (event) =>
   run(event.currentTarget, $('unlock-result'), async () => {
     const result = await latchkey.unlockWithPasskey();
-    return result.ok
-      ? [`Passkey confirmed${result.username ? ` for ${result.username}` : ''}`, true]
-      : [`Passkey not confirmed: ${result.reason}`, false];
+    if (result.ok) return [latchkey.message('unlock.ok', { username: result.username }), true];
+    // A license reason (the check failed first) or an unlock reason, as a sentence.
+    return [latchkey.message(`unlock.${result.reason}`, {}, latchkey.message(result.reason)), false];
   }),
 );
 

@@ -29,6 +29,14 @@ export const MESSAGES = Object.freeze({
   'check-in-required': 'This device has been offline longer than your plan allows. Connect to the internet once to keep using premium.',
   checking: 'Checking the license on this device…',
 
+  // ---- unlockWithPasskey() results (an offline check that the passkey holder is here)
+  'unlock.ok': ({ username }) => `Passkey confirmed${username ? ` for ${username}` : ''}.`,
+  'unlock.passkey not recognised': 'That passkey is not one of this account’s. Use a passkey you signed in with.',
+  'unlock.passkey check failed': 'The passkey’s answer could not be read. Try again.',
+  'unlock.user not verified': 'The passkey did not check it was you (no PIN, fingerprint or face). Try again and confirm on your device.',
+  'unlock.signature invalid': 'That passkey’s answer does not match this account’s passkey. Use the passkey you signed in with.',
+  'unlock.cancelled': 'The passkey check was cancelled. Nothing was unlocked.',
+
   // ---- connection, as one word (badge) and as a sentence
   'connection.online': 'Online',
   'connection.offline': 'Offline',

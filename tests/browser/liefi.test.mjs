@@ -11,7 +11,8 @@ const skip = h.missingPrerequisite();
 
 /**
  * A TCP relay on a free port in front of `target`: 'pass' relays, 'hang' accepts and never
- * answers (and drops the connections it was relaying), 'error' answers every request 503.
+ * answers (and drops the connections it was relaying), 'refuse' closes every connection at once
+ * (a stopped server), 'error' answers every request 503.
  */
 async function startRelay() {
   const sockets = new Set();
@@ -22,6 +23,10 @@ async function startRelay() {
     client.on('close', () => sockets.delete(client));
     client.on('error', () => {});
     if (mode === 'hang') return; // accepted, never answered
+    if (mode === 'refuse') {
+      client.destroy(); // as good as a stopped server
+      return;
+    }
     if (mode === 'error') {
       client.once('data', () =>
         client.end('HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 4\r\nconnection: close\r\n\r\ndown'),
@@ -44,7 +49,7 @@ async function startRelay() {
     set target(port) {
       target = port;
     },
-    /** @param {'pass' | 'hang' | 'error'} next */
+    /** @param {'pass' | 'hang' | 'refuse' | 'error'} next */
     set(next) {
       mode = next;
       for (const s of sockets) s.destroy();
@@ -106,6 +111,24 @@ describe('lie-fi', { skip: skip ?? false, timeout: 300_000 }, () => {
       });
       assert.equal(hung, `unreachable: ${h.sentence('unreachable')}`);
       await launch.close();
+    } finally {
+      relay.set('pass');
+      await context.close();
+    }
+  });
+
+  test('a stopped service: the badge and the sentence both say unreachable, not offline', h.TEST, async () => {
+    relay.set('pass');
+    const { context, page } = await h.newDevice(browser);
+    try {
+      await h.premiumUser(page, server, 'stan');
+      relay.set('refuse');
+      await page.reload();
+      await h.expectVerdict(page, 'Premium unlocked');
+      await h.expectText(page, 'Service unreachable');
+      await h.expectText(page, h.sentence('connection.unreachable.sentence'));
+      assert.equal(await page.getByText('Online', { exact: true }).count(), 0);
+      assert.equal(await page.getByText('Offline', { exact: true }).count(), 0);
     } finally {
       relay.set('pass');
       await context.close();

@@ -20,7 +20,7 @@ h.suite('passkeys', {}, (s) => {
 
       const unlockResult = page.getByRole('status', { name: 'Passkey unlock' });
       await h.clickAndSettle(page, 'Unlock with passkey');
-      assert.equal(await unlockResult.textContent(), 'Passkey confirmed for ursula');
+      assert.equal(await unlockResult.textContent(), h.sentence('unlock.ok', { username: 'ursula' }));
 
       // A fresh authenticator holding a credential with the same id but another private key:
       // the s.browser offers it, and the local check against the license's cks key refuses it.
@@ -40,7 +40,7 @@ h.suite('passkeys', {}, (s) => {
         },
       });
       await h.clickAndSettle(page, 'Unlock with passkey');
-      assert.equal(await unlockResult.textContent(), 'Passkey not confirmed: signature invalid');
+      assert.equal(await unlockResult.textContent(), h.sentence('unlock.signature invalid'));
 
       // An authenticator with an unrelated credential has nothing the license names.
       await other.cdp.send('WebAuthn.clearCredentials', { authenticatorId: other.authenticatorId });
