@@ -188,6 +188,7 @@ fn session_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(crate::passkey::router())
         .merge(crate::license::router())
+        .merge(crate::devices::router())
         .merge(crate::admin::router())
         .merge(crate::apikeys::router())
         .merge(crate::webhooks::router())

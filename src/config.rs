@@ -85,6 +85,9 @@ pub enum AdminCommand {
         /// Expiry: an RFC 3339 time or a date (YYYY-MM-DD, end of that day UTC).
         #[arg(long)]
         until: Option<String>,
+        /// Devices it allows at once (default: LATCHKEY_MAX_DEVICES of the service).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        max_devices: Option<i64>,
     },
     /// Remove an entitlement from a user and revoke the licenses that carry it.
     RevokeEntitlement { user: String, entitlement: String },
@@ -106,6 +109,19 @@ pub enum AdminCommand {
     Disable { user: String },
     /// Re-enable a disabled user.
     Enable { user: String },
+    /// Print a one-time recovery link with which USER adds a new passkey to their account.
+    RecoveryLink {
+        user: String,
+        /// How long the link works: 1m to 24h.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// When the link is used, revoke the user's other passkeys, sessions and licenses.
+        #[arg(long)]
+        revoke_others: bool,
+        /// The service's base path, for the printed URL.
+        #[arg(long, env = "LATCHKEY_BASE_PATH", default_value = "", value_parser = parse_base_path)]
+        base_path: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,6 +275,16 @@ pub struct ServeArgs {
     /// confirmation this recent (0: a confirmation of their own every time).
     #[arg(long, env = "LATCHKEY_STEP_UP_MINUTES", default_value_t = 5)]
     pub step_up_minutes: u64,
+    /// Check-in (`chk` in licenses): the longest a device may go without a status list issued
+    /// more recently; past it, `check()` locks whatever `staleStatus` says.
+    #[arg(long, env = "LATCHKEY_CHECK_IN", default_value = "7d", value_parser = parse_duration)]
+    pub check_in: Duration,
+    /// Devices an entitlement allows at once unless its grant says otherwise; unset: unlimited.
+    #[arg(long, env = "LATCHKEY_MAX_DEVICES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_devices: Option<u32>,
+    /// Devices a user may remove themselves within 30 days (each removal frees a place).
+    #[arg(long, env = "LATCHKEY_DEVICE_REMOVALS_PER_30D", default_value_t = 3)]
+    pub device_removals_per_30d: u32,
     /// Destructive admin actions need a passkey sign-in this recent (0: every time).
     #[arg(long, env = "LATCHKEY_ADMIN_REAUTH_MINUTES", default_value_t = 10)]
     pub admin_reauth_minutes: u64,
@@ -319,13 +345,15 @@ pub struct BusinessArgs {
     /// Stripe webhook signing secrets (`whsec_…`), comma-separated: several during a rotation.
     #[arg(long, env = "LATCHKEY_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     pub stripe_webhook_secret: Option<Secret>,
-    /// Stripe price or product ids to entitlement names: `price_123=premium,prod_456=pro`.
+    /// Stripe price or product ids to entitlement names: `price_123=premium,prod_456=pro`;
+    /// `price_123=premium@3` also limits it to 3 devices at once.
     #[arg(long, env = "LATCHKEY_STRIPE_ENTITLEMENTS", default_value = "")]
     pub stripe_entitlements: String,
     /// Paddle notification secret keys, comma-separated: several during a rotation.
     #[arg(long, env = "LATCHKEY_PADDLE_WEBHOOK_SECRET", hide_env_values = true)]
     pub paddle_webhook_secret: Option<Secret>,
-    /// Paddle price or product ids to entitlement names: `pri_01…=premium,pro_01…=pro`.
+    /// Paddle price or product ids to entitlement names: `pri_01…=premium,pro_01…=pro`;
+    /// `pri_01…=premium@3` also limits it to 3 devices at once.
     #[arg(long, env = "LATCHKEY_PADDLE_ENTITLEMENTS", default_value = "")]
     pub paddle_entitlements: String,
     /// How long a paid entitlement outlasts the end of the period it was paid for.
@@ -545,6 +573,8 @@ pub struct ProviderSettings {
     pub secrets: Vec<Secret>,
     /// Price or product id to entitlement name.
     pub entitlements: std::collections::HashMap<String, String>,
+    /// Entitlement name to the devices it allows at once (`name@N` in the mapping).
+    pub max_devices: std::collections::HashMap<String, i64>,
 }
 
 /// One receiver of event webhooks.
@@ -608,7 +638,31 @@ impl BusinessArgs {
     /// Checks the settings together, one line per problem.
     pub fn parse(&self) -> Result<Business, String> {
         let provider = |variable: &str, secret: Option<&Secret>, map: &str| {
-            let entitlements = parse_entitlement_map(variable, map)?;
+            let mut entitlements = parse_entitlement_map(variable, map)?;
+            let mut max_devices = std::collections::HashMap::new();
+            for name in entitlements.values_mut() {
+                let Some((plain, n)) = name.split_once('@') else {
+                    continue;
+                };
+                let limit = n
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| {
+                        format!("{variable}: {name:?} needs a device limit from 1 to 10000 after @, such as premium@3")
+                    })?;
+                let plain = plain.trim().to_owned();
+                if max_devices
+                    .insert(plain.clone(), limit)
+                    .is_some_and(|l| l != limit)
+                {
+                    return Err(format!(
+                        "{variable}: {plain} has two different device limits"
+                    ));
+                }
+                *name = plain;
+            }
             if let Some((_, bad)) = entitlements.iter().find(|(_, n)| !entitlement_name_ok(n)) {
                 return Err(format!(
                     "{variable}: {bad:?} is not an entitlement name (a-z, 0-9, - _ . :)"
@@ -617,6 +671,7 @@ impl BusinessArgs {
             Ok::<_, String>(ProviderSettings {
                 secrets: secrets(secret),
                 entitlements,
+                max_devices,
             })
         };
         let stripe = provider(

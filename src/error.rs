@@ -32,6 +32,13 @@ pub enum AppError {
         "This passkey is not registered here or has been revoked. Sign in with another passkey."
     )]
     UnknownCredential { credential_id: String },
+    /// A license for a new device beyond the account's device limit: 409
+    /// with the active devices, so the app can offer to remove one.
+    #[error("This account already has as many devices as it may use ({max}); remove one of them to use this one.")]
+    DeviceLimit {
+        max: i64,
+        devices: Vec<DeviceSummary>,
+    },
     #[error("{1}")]
     Forbidden(&'static str, String),
     #[error("{1}")]
@@ -67,6 +74,19 @@ pub struct Problem {
     /// Only on `unknown-credential`: the credential id (base64url) to pass to `signalUnknownCredential`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_id: Option<String>,
+    /// Only on `device-limit`: the account's active devices, oldest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<DeviceSummary>>,
+}
+
+/// A device as a `device-limit` problem lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeviceSummary {
+    /// The device key's JWK thumbprint (`DELETE /api/me/devices/{id}` removes it).
+    pub id: String,
+    pub name: String,
+    /// RFC 3339.
+    pub last_sync: String,
 }
 
 impl Problem {
@@ -78,6 +98,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             credential_id: None,
+            devices: None,
         }
     }
 }
@@ -118,7 +139,7 @@ impl AppError {
             } => StatusCode::BAD_REQUEST,
             Self::Forbidden(..) => StatusCode::FORBIDDEN,
             Self::NotFound(..) => StatusCode::NOT_FOUND,
-            Self::Conflict(..) => StatusCode::CONFLICT,
+            Self::Conflict(..) | Self::DeviceLimit { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(..) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -140,6 +161,7 @@ impl AppError {
             | Self::Unprocessable(s, _) => s,
             Self::Dpop { slug, .. } => slug,
             Self::UnknownCredential { .. } => "unknown-credential",
+            Self::DeviceLimit { .. } => "device-limit",
             Self::PayloadTooLarge => "payload-too-large",
             Self::TooManyRequests { .. } => "rate-limited",
             Self::Unavailable(_) => "unavailable",
@@ -170,6 +192,9 @@ impl IntoResponse for AppError {
         let mut body = Problem::new(status, self.slug(), detail);
         if let Self::UnknownCredential { credential_id } = &self {
             body.credential_id = Some(credential_id.clone());
+        }
+        if let Self::DeviceLimit { devices, .. } = &self {
+            body.devices = Some(devices.clone());
         }
         let mut response = body.into_response();
         let headers = response.headers_mut();

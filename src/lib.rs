@@ -21,6 +21,8 @@ pub mod billing;
 pub mod cli;
 /// Flags and environment variables.
 pub mod config;
+/// Devices: the device keys licenses are bound to; listing, renaming, removing.
+pub mod devices;
 /// The problem+json error type.
 pub mod error;
 /// Liveness and readiness probes.

@@ -2,6 +2,8 @@
 // user search and detail with confirmed actions (revoke, grant, remove, role, disable), and the
 // audit log. One module, no dependencies; every string from the service goes in as text.
 
+import { qrMatrix, qrPath } from './qr.js';
+
 const REAUTH = 'urn:latchkey:problem:reauthentication-required';
 const NOT_SIGNED_IN = 'urn:latchkey:problem:not-signed-in';
 const NOT_ADMIN = 'urn:latchkey:problem:not-admin';
@@ -25,6 +27,12 @@ const EVENTS = [
   'key.retired',
   'kek.rotated',
   'user.external_id_set',
+  'user.created',
+  'recovery.issued',
+  'recovery.completed',
+  'recovery.codes_made',
+  'recovery.code_refused',
+  'device.removed',
   'apikey.created',
   'apikey.revoked',
   'billing.applied',
@@ -86,9 +94,17 @@ const ui = {
   licensesTable: $('licenses-table'),
   licenseRows: $('license-rows'),
   entitlementList: $('entitlement-list'),
+  deviceList: $('device-list'),
   grantForm: $('grant-form'),
   grantName: $('grant-name'),
   grantExpiry: $('grant-expiry'),
+  recoveryForm: $('recovery-form'),
+  recoveryTtl: $('recovery-ttl'),
+  recoveryRevoke: $('recovery-revoke'),
+  recoveryLink: $('recovery-link'),
+  recoveryUrl: $('recovery-url'),
+  recoveryExpiry: $('recovery-expiry'),
+  recoveryQr: $('recovery-qr'),
   sessionsEmpty: $('sessions-empty'),
   sessionsTable: $('sessions-table'),
   sessionRows: $('session-rows'),
@@ -642,6 +658,7 @@ async function loadDetail(id, { quiet = false } = {}) {
   const seq = ++state.detailSeq;
   const detail = await api('GET', `/api/admin/users/${encodeURIComponent(id)}`);
   if (seq !== state.detailSeq) return;
+  if (state.viewing?.user.id !== detail.user.id) ui.recoveryLink.hidden = true;
   state.viewing = detail;
   state.names.set(detail.user.id, detail.user.username);
   renderDetail(detail);
@@ -656,7 +673,7 @@ async function loadDetail(id, { quiet = false } = {}) {
   }
 }
 
-function renderDetail({ user, passkeys = [], licenses = [], entitlements = [], sessions = [] }) {
+function renderDetail({ user, passkeys = [], licenses = [], entitlements = [], sessions = [], devices = [] }) {
   ui.detailTitle.textContent = `User ${user.username}`;
   ui.detailFacts.replaceChildren(
     ...[
@@ -680,6 +697,7 @@ function renderDetail({ user, passkeys = [], licenses = [], entitlements = [], s
   renderPasskeys(user, passkeys);
   renderLicenses(user, licenses);
   renderEntitlements(user, entitlements);
+  renderDevices(user, devices);
   const labels = passkeyLabels(passkeys);
   renderSessions(sessions, new Map(passkeys.map((p, i) => [p.id, labels[i]])));
 
@@ -789,6 +807,42 @@ function renderLicenses(user, licenses) {
   );
 }
 
+function renderDevices(user, devices) {
+  ui.deviceList.replaceChildren(
+    ...devices.map((d) => {
+      const label = `${d.name} (${short(d.id)})`;
+      const button = h('button', {
+        type: 'button',
+        className: 'danger small',
+        textContent: 'Remove',
+        attrs: { 'aria-label': `Remove device ${label}` },
+        data: { key: `device:${d.id}` },
+      });
+      button.addEventListener('click', () =>
+        act({
+          title: `Remove device ${label}?`,
+          text: `Its licenses are revoked and the sign-ins that minted them end; it locks the next time ${user.username}'s app connects there.`,
+          progress: `Removing device ${label}`,
+          done: `Device ${label} removed.`,
+          request: () => api('DELETE', `/api/admin/users/${encodeURIComponent(user.id)}/devices/${encodeURIComponent(d.id)}`),
+        }),
+      );
+      return h(
+        'li',
+        { className: 'item row' },
+        h(
+          'div',
+          {},
+          h('p', { className: 'item-name', textContent: label }),
+          h('p', { className: 'meta' }, 'First seen ', time(d.first_seen), ' · last sync ', time(d.last_sync), ` · ${plural(d.active_licenses, 'active license', 'active licenses')}`),
+        ),
+        button,
+      );
+    }),
+  );
+  if (!devices.length) ui.deviceList.append(h('li', { className: 'empty', textContent: 'No devices.' }));
+}
+
 function renderEntitlements(user, entitlements) {
   ui.entitlementList.replaceChildren(
     ...entitlements.map((e) => {
@@ -855,6 +909,7 @@ function closeDetail() {
   state.detailSeq++;
   state.viewing = null;
   ui.detail.hidden = true;
+  ui.recoveryLink.hidden = true;
   ui.auditUser.checked = false;
   ui.auditUser.disabled = true;
   ui.auditUserLabel.textContent = 'Only the user being viewed';
@@ -1213,6 +1268,40 @@ ui.grantForm.addEventListener('submit', (event) => {
     request: async () => {
       await api('POST', `/api/admin/users/${encodeURIComponent(user.id)}/entitlements`, body);
       ui.grantForm.reset();
+    },
+  });
+});
+
+/** Shows a new recovery link as text and as a QR code. */
+function showRecovery(issued) {
+  ui.recoveryUrl.textContent = issued.url;
+  const { d, size } = qrPath(qrMatrix(issued.url));
+  ui.recoveryQr.setAttribute('viewBox', `0 0 ${size} ${size}`);
+  ui.recoveryQr.replaceChildren(s('rect', { width: size, height: size, fill: '#fff' }), s('path', { d, fill: '#000' }));
+  ui.recoveryExpiry.replaceChildren(time(issued.expires_at));
+  ui.recoveryLink.hidden = false;
+}
+
+ui.recoveryForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const user = state.viewing?.user;
+  if (!user) return;
+  const ttl = Number(ui.recoveryTtl.value);
+  const revoke = ui.recoveryRevoke.checked;
+  const lasting = ui.recoveryTtl.selectedOptions[0]?.textContent ?? '';
+  ui.recoveryLink.hidden = true;
+  act({
+    title: `Make a recovery link for ${user.username}?`,
+    text: `Whoever holds it can add a passkey to ${user.username}'s account within ${lasting}.${
+      revoke ? ` When it is used, ${user.username}'s other passkeys, sessions and licenses are revoked.` : ''
+    }`,
+    progress: 'Making the recovery link',
+    done: `Recovery link for ${user.username} made. It is shown only once.`,
+    danger: revoke,
+    request: async () => {
+      const issued = await api('POST', `/api/admin/users/${encodeURIComponent(user.id)}/recovery`, { ttl_secs: ttl, revoke_others: revoke });
+      showRecovery(issued);
+      ui.recoveryForm.reset();
     },
   });
 });

@@ -166,8 +166,8 @@ export class LatchkeyAccount extends LatchkeyElement {
       this.run(`Removing ${name}…`, async (signal) => {
         await this.latchkey.removeDevice(device.id, { signal });
         this.me = null;
-        // Its licenses are revoked: this device learns it (if it was this one) at once.
-        await this.latchkey.sync({ signal });
+        // This very device: its licenses are revoked, and it learns so at once.
+        if (device.id === this.ownDevice) await this.latchkey.sync({ signal });
         return this.say('done.device-removed', { name });
       }),
     );

@@ -25,6 +25,7 @@ export const REASONS = Object.freeze({
   issuer: 'wrong issuer',
   audience: 'wrong audience',
   malformed: 'invalid license',
+  checkIn: 'check-in required',
 });
 
 /** Header members that would let a token choose its own verification key, or that we cannot honour. */
@@ -579,6 +580,7 @@ export function claimTypeProblem(c) {
     }
   }
   if (c.name !== undefined && typeof c.name !== 'string') return 'name is not a string';
+  if (c.chk !== undefined && !(Number.isSafeInteger(c.chk) && c.chk > 0)) return 'chk is not a positive integer';
   return null;
 }
 
@@ -668,6 +670,9 @@ export async function evaluateLicense(input) {
   if (!(await provePossession(device))) return verdict(REASONS.otherDevice, 'the private key is not on this device');
 
   const { uri, idx } = claims.status.status_list;
+  // The newest time the service vouched for this license: its own iat, or the signed iat of
+  // the status list held. A copy read from a cache keeps its old iat, so it is no check-in.
+  let checkedIn = claims.iat;
   if (input.statusToken) {
     let result;
     try {
@@ -677,8 +682,13 @@ export async function evaluateLicense(input) {
     }
     if (result.status !== 0) return verdict(REASONS.revoked, `status ${result.status} at index ${idx}`);
     statusFresh = !result.stale;
+    checkedIn = Math.max(checkedIn, result.iat);
   } else {
     statusFresh = false;
+  }
+  if (claims.chk !== undefined && nowSeconds - checkedIn > claims.chk + leeway) {
+    const days = ((nowSeconds - checkedIn) / 86400).toFixed(1);
+    return verdict(REASONS.checkIn, `the newest status list held was issued ${days} days ago; chk is ${claims.chk} s`);
   }
   if (!statusFresh && input.staleStatus === 'lock') {
     return verdict(REASONS.statusUnknown, 'no fresh status list');

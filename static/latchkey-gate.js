@@ -64,6 +64,8 @@ export class LatchkeyGate extends LatchkeyElement {
     on(lk.events, 'sync', (e) => {
       // A license the service would not give (a device limit, say) is worth a sentence here.
       this.syncError = e.detail?.license === 'failed' ? e.detail.error : null;
+      // The service answered but the revocation list did not come: worth saying, not "offline".
+      this.noStatus = Boolean(e.detail?.statusUnavailable) && e.detail?.connection === 'online';
       this.refresh();
     });
     for (const type of ['account', 'license', 'connection']) on(lk.events, type, () => this.refresh());
@@ -84,9 +86,10 @@ export class LatchkeyGate extends LatchkeyElement {
     this.verdictLine.className = `verdict ${state === 'ok' ? 'ok' : state === 'locked' ? 'locked' : ''}`;
     this.messageLine.textContent = v.message;
     const connection = v.connection;
-    this.connectionWord.textContent = this.say(`connection.${connection}`);
-    this.connectionLine.hidden = connection === 'online' || connection === 'unknown';
-    this.connectionLine.textContent = this.connectionLine.hidden ? '' : this.say(`connection.${connection}.sentence`);
+    const shown = connection === 'online' && this.noStatus ? 'no-status' : connection;
+    this.connectionWord.textContent = this.say(`connection.${shown}`);
+    this.connectionLine.hidden = shown === 'online' || shown === 'unknown';
+    this.connectionLine.textContent = this.connectionLine.hidden ? '' : this.say(`connection.${shown}.sentence`);
     this.expiry.textContent = v.expiresAt ? this.say('license.expires', { date: dateFormat.format(v.expiresAt) }) : this.say('license.none');
     this.content.hidden = !v.ok;
     this.locked.hidden = v.ok;

@@ -26,7 +26,7 @@ export const MESSAGES = Object.freeze({
   'wrong issuer': 'The license on this device was made by another service. Sign in again while online.',
   'wrong audience': 'The license on this device was made for another app. Sign in again while online.',
   'invalid license': 'The license on this device is damaged. Connect to the internet to get a new one.',
-  'check-in-required': 'This device has been offline longer than your plan allows. Connect to the internet once to keep using premium.',
+  'check-in required': 'This device has been offline longer than your plan allows. Connect to the internet once to keep using premium.',
   checking: 'Checking the license on this device…',
 
   // ---- unlockWithPasskey() results (an offline check that the passkey holder is here)
@@ -49,6 +49,9 @@ export const MESSAGES = Object.freeze({
     "The service can't be reached (the connection is there but nothing answers). What is on this device keeps working; it tries again by itself.",
   'connection.error.sentence': 'The service answered with an error. It tries again by itself; if this lasts, contact the app’s support.',
   'connection.unknown.sentence': 'Checking the connection to the service…',
+  'connection.no-status': 'Online, but the revocation list could not be loaded',
+  'connection.no-status.sentence':
+    'The service answered, but its revocation list did not come (a blocker or a network rule may stop it). Premium keeps working until this device must check in; allow the list to load to keep it going.',
   'license.expires': ({ date }) => `License valid until ${date}.`,
   'license.none': 'No license on this device.',
 
@@ -80,7 +83,7 @@ export const MESSAGES = Object.freeze({
   'done.signin': ({ username }) => `Signed in as ${username}.`,
   'done.register': ({ username }) => `Passkey created. Signed in as ${username}.`,
   'done.signout': 'Signed out.',
-  'done.signout-offline': 'Signed out on this device. You were offline, so the service ends that session when it expires.',
+  'done.signout-offline': "Signed out on this device. You're offline: the service is told as soon as you're back online.",
   'done.signout-everywhere': 'Signed out on every device.',
   'done.added': 'Passkey added.',
   'done.renamed': ({ name }) => `Renamed to ${name}.`,

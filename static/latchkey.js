@@ -90,7 +90,9 @@ export class LatchkeyError extends Error {
  * @property {string} [issuer] expected license `iss` (default: origin)
  * @property {string} [rpId] WebAuthn RP ID (default: this page's hostname)
  * @property {'allow' | 'lock'} [staleStatus] when the cached status list is stale or missing:
- *   'allow' honours the license until its own exp, 'lock' refuses with "status unknown"
+ *   'allow' honours the license, 'lock' refuses with "status unknown". Either way a license
+ *   with a `chk` claim locks with "check-in required" once the newest status list held (by
+ *   its signed `iat`, never the time it was read or a cache served it) is older than `chk`
  * @property {string} [dbName] IndexedDB database name (default 'latchkey')
  * @property {typeof fetch} [fetch]
  * @property {number} [refreshAfter] seconds after which sync() replaces the license (default 3600)
@@ -132,6 +134,7 @@ export class LatchkeyError extends Error {
  * @property {'updated' | 'unchanged' | 'none' | 'failed'} status
  * @property {Error | null} error
  * @property {number} startedAt when the sync began (ms since the epoch): `me` is as of then
+ * @property {boolean} [statusUnavailable] the service answered, the status list did not come
  */
 
 /**
@@ -220,6 +223,8 @@ export function createLatchkey(options = {}) {
     const timer = new AbortController();
     const clock = setTimeout(() => timer.abort(new DOMException('The service did not answer in time.', 'TimeoutError')), timeout);
     const signal = init.signal ? anySignal([init.signal, timer.signal]) : timer.signal;
+    // A sign-out made offline reaches the service before anything else uses the session.
+    if (sessionApi(url) && !url.startsWith(`${origin}${base}/api/logout`)) await flushFirst(signal);
     // Requests that use the session go one at a time: the service saves the whole session
     // after each, so two at once could lose what the other wrote (a ceremony, say).
     const release = sessionApi(url) ? await takeTurn(signal) : () => {};
@@ -252,6 +257,17 @@ export function createLatchkey(options = {}) {
       await noteServerDate(res);
     }
     return res;
+  }
+
+  let flushing = null;
+  /** Sends a pending offline sign-out first (once, shared by concurrent callers). */
+  async function flushFirst(signal) {
+    flushing ??= flushSignOut({ signal })
+      .catch(() => false)
+      .finally(() => {
+        flushing = null;
+      });
+    await flushing;
   }
 
   let turn = Promise.resolve();
@@ -517,11 +533,61 @@ export function createLatchkey(options = {}) {
     return trustedJwks(jwks);
   }
 
+  /**
+   * Sends a sign-out made offline, before anything else reaches the service. True when none
+   * is pending (any more); false while still offline or unreachable.
+   */
+  async function flushSignOut({ signal } = {}) {
+    // Without storage (no IndexedDB) nothing can be pending.
+    const { pendingSignOut } = await kv.get(['pendingSignOut']).catch(() => ({}));
+    if (!pendingSignOut) return true;
+    try {
+      if (pendingSignOut === 'everywhere') {
+        try {
+          await postJson('/api/logout/everywhere', undefined, { signal });
+        } catch (e) {
+          // Nobody is there to confirm with a passkey now: end this session at least.
+          if (!(e instanceof LatchkeyError && e.type === STEP_UP_REQUIRED)) throw e;
+          await postJson('/api/logout', undefined, { signal });
+        }
+      } else {
+        await postJson('/api/logout', undefined, { signal });
+      }
+    } catch (e) {
+      if (e?.code === 'offline' || e?.code === 'unreachable') return false;
+      if (e?.status !== 401) throw e; // 401: that session had ended anyway
+    }
+    await kv.del(['pendingSignOut']);
+    return true;
+  }
+
+  /** Signs out here at once; offline, the service is told at the next sync (before anything else). */
+  async function signOutHere(kind, send) {
+    await endAutofill();
+    let failure = null;
+    try {
+      await send();
+    } catch (e) {
+      failure = e;
+      const noContact = e?.code === 'offline' || e?.code === 'unreachable';
+      // A refused or cancelled "everywhere" changes nothing; plain sign-out forgets anyway.
+      if (!noContact && kind === 'everywhere') throw e;
+      if (noContact) await kv.put({ pendingSignOut: kind });
+    }
+    await forgetCurrentLicense();
+    await kv.del(['account']);
+    if (failure) throw failure;
+  }
+
   async function syncStatusList({ signal } = {}) {
     const state = await readCheckState();
     const uri = state.license && peekPayload(state.license.token)?.status?.status_list?.uri;
     if (typeof uri !== 'string') return 'none';
     const res = await request(uri, { headers: { accept: 'application/statuslist+jwt' }, cache: 'no-store', signal });
+    if (res.fromCache) {
+      // The service worker's old copy: no news about revocations, and no check-in.
+      throw new LatchkeyError('The revocation list could not be loaded (blocked or unreachable).', { code: 'status-unavailable' });
+    }
     if (!res.ok) throw await problem(res);
     const token = (await res.text()).trim();
     const { payload } = await verifyJws(token, await trustedJwks(state.jwks), 'statuslist+jwt');
@@ -651,7 +717,9 @@ export function createLatchkey(options = {}) {
 
     /**
      * Adds the first passkey of a user an administrator made (`POST /api/admin/users`), with
-     * the one-time enrollment code that call returned; the browser is signed in afterwards.
+     * the one-time enrollment code that call returned, or a new passkey to an existing account
+     * with the code of a recovery link (`POST /api/admin/users/{id}/recovery`); the browser is
+     * signed in afterwards.
      * @param {string} code `lke_…`
      * @param {{signal?: AbortSignal}} [opts]
      * @returns {Promise<{user_id: string, credential_id: string, username: string}>}
@@ -659,6 +727,32 @@ export function createLatchkey(options = {}) {
     async enroll(code, { signal } = {}) {
       await endAutofill();
       const options = await postJson('/api/register/enroll', { enrollment: code }, { signal });
+      const credential = await prompt(() =>
+        navigator.credentials.create({ publicKey: creationOptions(options.publicKey), signal }),
+      );
+      const result = await postJson('/api/register/finish', credentialToJson(credential), { signal });
+      await rememberAccount({ user_id: result.user_id, username: result.username });
+      return result;
+    },
+
+    /**
+     * Adds a new passkey to an existing account and signs the browser in:
+     * `recover({ token })` with a recovery link's code (`/?recover=lke_…`, from an
+     * administrator), or `recover({ username, code })` with one of the recovery codes the user
+     * made earlier (`recoveryCodes()`). Each works once. `recover(username, code)` is the same
+     * as the second form.
+     * @param {{token: string} | {username: string, code: string} | string} request
+     * @param {string | {signal?: AbortSignal}} [codeOrOpts]
+     * @param {{signal?: AbortSignal}} [opts]
+     * @returns {Promise<{user_id: string, credential_id: string, username: string}>}
+     */
+    async recover(request, codeOrOpts, opts) {
+      if (typeof request === 'string') return api.recover({ username: request, code: String(codeOrOpts) }, opts);
+      const { signal } = (typeof codeOrOpts === 'object' && codeOrOpts) || {};
+      if (request?.token) return api.enroll(request.token, { signal });
+      await endAutofill();
+      const { username, code } = request ?? {};
+      const options = await postJson('/api/register/recover', { username, code }, { signal });
       const credential = await prompt(() =>
         navigator.credentials.create({ publicKey: creationOptions(options.publicKey), signal }),
       );
@@ -728,19 +822,16 @@ export function createLatchkey(options = {}) {
 
     /** Ends this browser's session and forgets this user's license on this device. */
     async signOut({ signal } = {}) {
-      await endAutofill();
-      try {
-        await postJson('/api/logout', undefined, { signal });
-      } finally {
-        await forgetCurrentLicense();
-      }
+      await signOutHere('this', () => postJson('/api/logout', undefined, { signal }));
     },
 
-    /** Ends every session of this user (after a passkey confirmation if needed), then forgets the license here. */
+    /**
+     * Ends every session of this user (after a passkey confirmation if needed), then forgets
+     * the license here. Offline, this device is signed out at once and the service is told at
+     * the next sync (then, without a passkey at hand, at least this session ends).
+     */
     async signOutEverywhere({ signal } = {}) {
-      await endAutofill();
-      await withStepUp(() => postJson('/api/logout/everywhere', undefined, { signal }), { signal });
-      await forgetCurrentLicense();
+      await signOutHere('everywhere', () => withStepUp(() => postJson('/api/logout/everywhere', undefined, { signal }), { signal }));
     },
 
     /**
@@ -760,6 +851,7 @@ export function createLatchkey(options = {}) {
      * @returns {Promise<any | null>}
      */
     async me({ signal } = {}) {
+      if (!(await flushSignOut({ signal }))) return null;
       const res = await request('/api/me', { headers: { accept: 'application/json' }, cache: 'no-store', signal });
       if (res.status === 401) {
         await forgetAccount();
@@ -801,6 +893,56 @@ export function createLatchkey(options = {}) {
       });
       if (!res.ok) throw await problem(res);
       return res.json();
+    },
+
+    /** Renames one of the user's devices. @param {string} id @param {string} name @param {{signal?: AbortSignal}} [opts] */
+    async renameDevice(id, name, { signal } = {}) {
+      const res = await request(`/api/me/devices/${encodeURIComponent(id)}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify({ name }),
+        signal,
+      });
+      if (!res.ok) throw await problem(res);
+    },
+
+    /**
+     * Removes one of the user's devices: its licenses are revoked and the sign-ins that minted
+     * them end, so it locks at its next sync. @param {string} id the device key's thumbprint
+     */
+    async removeDevice(id, { signal } = {}) {
+      const res = await request(`/api/me/devices/${encodeURIComponent(id)}`, { method: 'DELETE', signal });
+      if (!res.ok) throw await problem(res);
+    },
+
+    /**
+     * Makes a new set of one-time recovery codes for the signed-in user, replacing the old
+     * set (after a passkey confirmation if needed). Show them once; they are not kept.
+     * @returns {Promise<{codes: string[], created_at: string}>}
+     */
+    async recoveryCodes({ signal } = {}) {
+      return withStepUp(() => postJson('/api/me/recovery-codes', undefined, { signal }), { signal });
+    },
+
+    /** The same as `recoveryCodes()`. */
+    async makeRecoveryCodes(opts) {
+      return api.recoveryCodes(opts);
+    },
+
+    /**
+     * The signed-in user's devices (each device key that got a license): `{id, name,
+     * first_seen, last_sync, active_licenses}`, oldest first; null when not signed in.
+     * @returns {Promise<Array<{id: string, name: string, first_seen: string, last_sync: string, active_licenses: number}> | null>}
+     */
+    async devices() {
+      const me = await api.me();
+      return me ? me.devices ?? [] : null;
+    },
+
+    /** Whether a sign-out made offline is still waiting to be sent (at the next sync). */
+    async signOutPending() {
+      const { pendingSignOut } = await kv.get(['pendingSignOut']).catch(() => ({}));
+      return Boolean(pendingSignOut);
     },
 
     /** Removes one of the user's passkeys (after a passkey confirmation if needed). @param {string} id */
@@ -1065,6 +1207,8 @@ export function createLatchkey(options = {}) {
       return report;
     };
     try {
+      // A sign-out made offline goes first, before this browser's cookie is used for anything.
+      if (!(await flushSignOut({ signal }))) return finish();
       await syncJwks({ signal });
     } catch (e) {
       report.error = e;
@@ -1078,16 +1222,25 @@ export function createLatchkey(options = {}) {
       else if (await licenseDue(report.me)) {
         await api.fetchLicense({ signal });
         report.license = 'refreshed';
+        // The account as it is now: a new license may have made this a new device.
+        report.me = (await api.me({ signal }).catch(() => null)) ?? report.me;
       }
     } catch (e) {
       report.license = e?.status === 401 ? 'signed-out' : 'failed';
       report.error = e;
     }
+    const answered = !api.isOffline();
     try {
       report.status = await syncStatusList({ signal });
     } catch (e) {
       report.status = 'failed';
       report.error ??= e;
+      // The service answered this sync; only the status list did not come (an ad blocker,
+      // a proxy rule): that is not being offline, and the page should say so.
+      if (answered && e?.code === 'status-unavailable') {
+        report.statusUnavailable = true;
+        setNetwork('online');
+      }
     }
     report.online = !api.isOffline();
     return finish();

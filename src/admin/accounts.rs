@@ -122,3 +122,80 @@ pub async fn create_user(
         code_expires_at: now + ENROLLMENT_TTL_SECS,
     })
 }
+
+/// How long a recovery link works unless told otherwise, and at most.
+pub const RECOVERY_TTL_SECS: i64 = 3_600;
+pub const RECOVERY_MAX_TTL_SECS: i64 = 86_400;
+/// The shortest lifetime a recovery link may be given.
+pub const RECOVERY_MIN_TTL_SECS: i64 = 60;
+
+/// A recovery link's code, shown once.
+pub struct IssuedRecovery {
+    pub code: String,
+    pub expires_at: i64,
+}
+
+/// The page a recovery link opens: the demo PWA at `origin` + `base_path`.
+pub fn recovery_url(origin: &str, base_path: &str, code: &str) -> String {
+    format!("{origin}{base_path}/?recover={code}")
+}
+
+/// Issues a recovery link for an existing user: a one-time enrollment code
+/// with which the holder adds a new passkey to the account (the username
+/// stays). It replaces the user's unused codes; with `revoke_others`, using
+/// it revokes the user's other passkeys, sessions and licenses. Through the
+/// API this needs `users:write` (keys) or a recent passkey sign-in (admins).
+pub async fn issue_recovery(
+    store: &Store,
+    actor: &Actor<'_>,
+    user_id: &str,
+    ttl_secs: Option<i64>,
+    revoke_others: bool,
+) -> Result<IssuedRecovery> {
+    actor.require(Some(Scope::UsersWrite))?;
+    let ttl = ttl_secs.unwrap_or(RECOVERY_TTL_SECS);
+    if !(RECOVERY_MIN_TTL_SECS..=RECOVERY_MAX_TTL_SECS).contains(&ttl) {
+        return Err(AppError::Unprocessable(
+            "invalid-ttl",
+            "A recovery link lasts from 1 minute to 24 hours.".into(),
+        ));
+    }
+    let spend = actor.confirm_destructive(store).await?;
+    let (code, code_hash) = crate::passkey::enroll::new_code();
+    let now = now();
+    let detail = format!(
+        "ttl {ttl}s; {}",
+        if revoke_others {
+            "revokes the other passkeys"
+        } else {
+            "keeps the other passkeys"
+        }
+    );
+    let audit = AuditEvent {
+        target_user_id: Some(user_id),
+        detail: Some(&detail),
+        ..actor.audit(Event::RecoveryIssued)
+    };
+    let link = crate::store::enrollments::RecoveryLink {
+        user_id,
+        code_hash: &code_hash,
+        expires_at: now + ttl,
+        revoke_others,
+    };
+    use crate::store::enrollments::Recovery;
+    match store
+        .issue_recovery(&link, spend.as_deref(), &audit, now)
+        .await?
+    {
+        Recovery::Issued => Ok(IssuedRecovery {
+            code,
+            expires_at: now + ttl,
+        }),
+        Recovery::NoSuchUser => Err(no_such_user()),
+        Recovery::Disabled => Err(AppError::conflict(
+            "user-disabled",
+            "This user is disabled; enable them before issuing a recovery link.",
+        )),
+        Recovery::Unconfirmed => Err(super::guard::reauthentication_required()),
+    }
+}

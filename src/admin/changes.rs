@@ -23,12 +23,17 @@ pub(crate) struct Grant {
     /// RFC 3339 time or a date (the end of that day, UTC); none for no expiry.
     #[serde(default)]
     expires_at: Option<String>,
+    /// Devices it allows at once (1 to 10000); none for `LATCHKEY_MAX_DEVICES`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 10000)]
+    max_devices: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Granted {
     name: String,
     expires_at: Option<Time>,
+    max_devices: Option<i64>,
 }
 
 #[utoipa::path(
@@ -62,12 +67,21 @@ pub(crate) async fn grant(
             )
         })?),
     };
-    ops::grant_entitlement(&state.store, &caller.actor(&client), &id, &body.name, until).await?;
+    ops::grant_entitlement(
+        &state.store,
+        &caller.actor(&client),
+        &id,
+        &body.name,
+        until,
+        body.max_devices,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(Granted {
             name: body.name,
             expires_at: until.map(Time),
+            max_devices: body.max_devices,
         }),
     ))
 }

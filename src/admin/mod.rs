@@ -7,6 +7,7 @@ mod changes;
 mod create;
 mod guard;
 pub mod ops;
+mod recovery;
 mod revoke;
 mod users;
 
@@ -26,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(activity::overview))
         .routes(routes!(users::list_users, create::create_user))
         .routes(routes!(users::user_detail, changes::change_user))
+        .routes(routes!(recovery::issue))
         .routes(routes!(changes::grant))
         .routes(routes!(changes::remove_entitlement))
         .routes(routes!(changes::disable))

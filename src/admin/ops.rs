@@ -119,8 +119,15 @@ pub async fn grant_entitlement(
     user_id: &str,
     name: &str,
     until: Option<i64>,
+    max_devices: Option<i64>,
 ) -> Result<()> {
     actor.require(Some(Scope::EntitlementsWrite))?;
+    if max_devices.is_some_and(|n| !(1..=10_000).contains(&n)) {
+        return Err(AppError::Unprocessable(
+            "invalid-max-devices",
+            "max_devices is from 1 to 10000; leave it out for the service's default.".into(),
+        ));
+    }
     if !valid_entitlement(name) {
         return Err(AppError::Unprocessable(
             "invalid-entitlement",
@@ -140,7 +147,7 @@ pub async fn grant_entitlement(
         ..actor.audit(Event::EntitlementGranted)
     };
     store
-        .grant_entitlement(user_id, name, until, &audit, now())
+        .grant_entitlement(user_id, name, until, max_devices, &audit, now())
         .await?;
     Ok(())
 }

@@ -162,6 +162,7 @@ pub(crate) struct UserDetail {
     licenses: Vec<AdminLicense>,
     entitlements: Vec<AdminEntitlement>,
     sessions: Vec<SessionInfo>,
+    devices: Vec<crate::devices::DeviceInfo>,
 }
 
 #[utoipa::path(
@@ -249,11 +250,13 @@ pub(crate) async fn user_detail(
             user_agent: s.user_agent,
         })
         .collect();
+    let devices = crate::devices::list(&state, &id).await?;
     Ok(Json(UserDetail {
         user: UserInfo::from(&user),
         passkeys,
         licenses,
         entitlements,
         sessions,
+        devices,
     }))
 }

@@ -120,6 +120,7 @@ fn effects(
                 user_id: user.to_owned(),
                 name: name.clone(),
                 expires_at: after.period_end.map(|end| end.saturating_add(grace)),
+                max_devices: None,
             });
         }
     }

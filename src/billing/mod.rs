@@ -145,7 +145,13 @@ async fn receive(
         .store
         .apply_billing_event(
             &event,
-            |context| core::plan(context, &incoming.change, &settings.entitlements, grace),
+            |context| {
+                let mut plan = core::plan(context, &incoming.change, &settings.entitlements, grace);
+                for grant in &mut plan.grants {
+                    grant.max_devices = settings.max_devices.get(&grant.name).copied();
+                }
+                plan
+            },
             &audit,
             now(),
         )

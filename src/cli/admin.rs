@@ -16,6 +16,7 @@ pub async fn run(common: &Common, cmd: AdminCommand) -> anyhow::Result<()> {
             user,
             entitlement,
             until,
+            max_devices,
         } => {
             let user = find_user(&store, &user).await?;
             let until = until
@@ -24,7 +25,8 @@ pub async fn run(common: &Common, cmd: AdminCommand) -> anyhow::Result<()> {
                     ops::parse_until(text).context("--until must be YYYY-MM-DD or an RFC 3339 time")
                 })
                 .transpose()?;
-            ops::grant_entitlement(&store, &actor, &user.id, &entitlement, until).await?;
+            ops::grant_entitlement(&store, &actor, &user.id, &entitlement, until, max_devices)
+                .await?;
             match until {
                 Some(t) => println!(
                     "granted {entitlement} to {} until {}",
@@ -79,6 +81,41 @@ pub async fn run(common: &Common, cmd: AdminCommand) -> anyhow::Result<()> {
             println!(
                 "disabled {}; sessions ended, licenses revoked",
                 user.username
+            );
+        }
+        AdminCommand::RecoveryLink {
+            user,
+            ttl,
+            revoke_others,
+            base_path,
+        } => {
+            let user = find_user(&store, &user).await?;
+            let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+            let issued = crate::admin::accounts::issue_recovery(
+                &store,
+                &actor,
+                &user.id,
+                Some(ttl),
+                revoke_others,
+            )
+            .await?;
+            println!(
+                "recovery link for {} (works once, until {}{}):",
+                user.username,
+                rfc3339(issued.expires_at),
+                if revoke_others {
+                    "; revokes the other passkeys"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "{}",
+                crate::admin::accounts::recovery_url(
+                    &common.origin.origin().ascii_serialization(),
+                    &base_path,
+                    &issued.code
+                )
             );
         }
         AdminCommand::Enable { user } => {

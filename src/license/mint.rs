@@ -40,6 +40,7 @@ pub(crate) struct License {
     responses(
         (status = 201, description = "The license (Cache-Control: no-store)", body = License),
         (status = 400, description = "`invalid-dpop-proof` or `use-dpop-nonce` (with a DPoP-Nonce header)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`device-limit`: a new device beyond the account's limit; `devices` lists the active ones", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn mint(
@@ -66,6 +67,7 @@ pub(crate) async fn mint(
         .iter()
         .filter_map(|e| e.expires_at)
         .fold(now.saturating_add(ttl), i64::min);
+    let limit = device_limit(&entitlements, state.settings.max_devices);
     let ent: Vec<String> = entitlements.into_iter().map(|e| e.name).collect();
     let cks: Vec<Map<String, Value>> = credentials
         .iter()
@@ -76,6 +78,7 @@ pub(crate) async fn mint(
     let kid = keyring.active.kid.clone();
     let ent_json = serde_json::to_string(&ent).map_err(anyhow::Error::from)?;
     let origin = state.settings.origin.clone();
+    let device_name = crate::passkey::device_name(client.user_agent.as_deref());
 
     let record = NewLicense {
         jti: &jti,
@@ -87,6 +90,8 @@ pub(crate) async fn mint(
         entitlements: &ent_json,
         issued_at: now,
         expires_at: exp,
+        device_name: &device_name,
+        device_limit: limit,
     };
     let audit = AuditEvent {
         actor_user_id: Some(&user.id),
@@ -119,7 +124,7 @@ pub(crate) async fn mint(
         }),
         cks,
         name: Some(user.username.clone()),
-        chk: None,
+        chk: Some(state.settings.check_in_secs),
     };
     let token =
         sign_jwt(&keyring.active.key, &kid, LICENSE_TYP, &claims).map_err(anyhow::Error::from)?;
@@ -140,6 +145,19 @@ pub(crate) async fn mint(
             return Err(dpop_error(&state, At::TokenEndpoint, &DpopError::Replayed))
         }
         Err(MintError::Revoked) => return Err(AppError::not_signed_in()),
+        Err(MintError::DeviceLimit(max, active)) => {
+            return Err(AppError::DeviceLimit {
+                max,
+                devices: active
+                    .into_iter()
+                    .map(|(id, name, last_sync)| crate::error::DeviceSummary {
+                        id,
+                        name,
+                        last_sync: crate::http::rfc3339(last_sync),
+                    })
+                    .collect(),
+            })
+        }
         Err(MintError::Store(err)) => return Err(err.into()),
     };
     crate::metrics::license_minted();
@@ -157,4 +175,47 @@ pub(crate) async fn mint(
         }
     }
     Ok(response)
+}
+
+/// How many devices the account may have at once: the most any of its
+/// entitlements allows (each its grant's `max_devices`, or `default`);
+/// unlimited when one of them is, and without entitlements (nothing to share).
+fn device_limit(
+    entitlements: &[crate::store::entitlements::Entitlement],
+    default: Option<i64>,
+) -> Option<i64> {
+    let mut limit = None;
+    for e in entitlements {
+        let max = e.max_devices.or(default)?;
+        limit = Some(limit.map_or(max, |l: i64| l.max(max)));
+    }
+    limit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_limit;
+    use crate::store::entitlements::Entitlement;
+
+    fn ent(max_devices: Option<i64>) -> Entitlement {
+        Entitlement {
+            name: "premium".into(),
+            expires_at: None,
+            granted_at: 0,
+            max_devices,
+        }
+    }
+
+    #[test]
+    fn the_device_limit_is_the_largest_an_entitlement_allows() {
+        assert_eq!(device_limit(&[], Some(3)), None, "nothing to share");
+        assert_eq!(device_limit(&[ent(None)], None), None, "unset: unlimited");
+        assert_eq!(device_limit(&[ent(None)], Some(3)), Some(3));
+        assert_eq!(
+            device_limit(&[ent(Some(2)), ent(Some(5))], Some(3)),
+            Some(5)
+        );
+        assert_eq!(device_limit(&[ent(Some(2)), ent(None)], Some(3)), Some(3));
+        assert_eq!(device_limit(&[ent(Some(2)), ent(None)], None), None);
+    }
 }

@@ -68,6 +68,10 @@ pub(crate) struct Me {
     passkeys: Vec<PasskeyInfo>,
     /// The passkey this session signed in with.
     current_passkey: String,
+    /// Unused recovery codes (`POST /api/me/recovery-codes` makes a new set).
+    recovery_codes_left: usize,
+    /// The devices (device keys) this account's licenses were minted for, oldest first.
+    devices: Vec<crate::devices::DeviceInfo>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -110,6 +114,8 @@ pub(crate) async fn me(State(state): State<AppState>, signed_in: SignedIn) -> Re
         .iter()
         .map(PasskeyInfo::from)
         .collect();
+    let recovery_codes_left = state.store.unused_recovery_codes(&user.id).await?.len();
+    let devices = crate::devices::list(&state, &user.id).await?;
     Ok(Json(Me {
         user_id: user.id,
         username: user.username,
@@ -118,6 +124,8 @@ pub(crate) async fn me(State(state): State<AppState>, signed_in: SignedIn) -> Re
         entitlements,
         passkeys,
         current_passkey: signed_in.credential_id,
+        recovery_codes_left,
+        devices,
     }))
 }
 

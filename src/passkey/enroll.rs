@@ -1,6 +1,8 @@
 //! Enrollment: a user made through the admin API (`POST /api/admin/users`)
-//! adds their first passkey with the one-time code the API returned. The
-//! ceremony then finishes at `/api/register/finish` like any registration.
+//! adds their first passkey with the one-time code the API returned, and a
+//! user who lost their passkeys adds a new one with a recovery link
+//! (`POST /api/admin/users/{id}/recovery`). The ceremony then finishes at
+//! `/api/register/finish` like any registration.
 
 use axum::extract::State;
 use axum::Json;
@@ -47,7 +49,7 @@ pub(crate) fn code_gone() -> AppError {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EnrollStart {
-    /// The one-time code from `POST /api/admin/users`.
+    /// The one-time code from `POST /api/admin/users` or a recovery link.
     #[schema(pattern = "^lke_[A-Za-z0-9_-]{32}$")]
     enrollment: String,
 }
@@ -57,7 +59,7 @@ pub(crate) struct EnrollStart {
     path = "/api/register/enroll",
     tag = "passkeys",
     operation_id = "enroll_start",
-    summary = "Start adding the first passkey of a user made by an administrator (finish with /api/register/finish)",
+    summary = "Start adding a passkey with an enrollment code or a recovery link (finish with /api/register/finish)",
     request_body = EnrollStart,
     responses(
         (status = 200, description = "Creation options", body = PasskeyOptions),
@@ -70,15 +72,28 @@ pub(crate) async fn start(
     AppJson(request): AppJson<EnrollStart>,
 ) -> Result<Json<PasskeyOptions>> {
     let hash = code_hash(&request.enrollment);
-    let user = state
+    let (user, recovery) = state
         .store
         .enrollment_user(&hash, now())
         .await?
         .ok_or_else(code_gone)?;
     let user_uuid = Uuid::parse_str(&user.id).map_err(anyhow::Error::from)?;
+    // A recovering user may still hold working passkeys: don't make a second
+    // one on the same authenticator.
+    let exclude = if recovery.is_some() {
+        let existing = state.store.active_credentials(&user.id).await?;
+        Some(
+            existing
+                .iter()
+                .filter_map(|c| latchkey_core::jose::unb64(&c.id))
+                .collect(),
+        )
+    } else {
+        None
+    };
     let (options, registration) = state
         .webauthn
-        .start_passkey_registration(user_uuid, &user.username, &user.display_name, None)
+        .start_passkey_registration(user_uuid, &user.username, &user.display_name, exclude)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("start registration: {e}")))?;
     let ceremony = Ceremony {
         registration,
@@ -87,6 +102,9 @@ pub(crate) async fn start(
         display_name: user.display_name,
         stepped_up: false,
         enrollment: Some(hash),
+        recovery: recovery.is_some(),
+        revoke_others: recovery.unwrap_or(false),
+        recovery_code: None,
     };
     begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
     Ok(Json(

@@ -6,6 +6,7 @@ pub mod credential;
 pub(crate) mod enroll;
 pub(crate) mod login;
 pub mod providers;
+pub(crate) mod recovery;
 pub(crate) mod register;
 pub mod stepup;
 
@@ -24,6 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register::start))
         .routes(routes!(register::finish))
         .routes(routes!(enroll::start))
+        .routes(routes!(recovery::start))
+        .routes(routes!(recovery::make_codes))
         .routes(routes!(login::start))
         .routes(routes!(login::finish))
         .routes(routes!(account::logout))
@@ -163,6 +166,27 @@ fn default_passkey_name(aaguid: &str, user_agent: Option<&str>) -> String {
     if let Some(provider) = providers::provider_name(aaguid) {
         return provider.to_owned();
     }
+    match browser_and_system(user_agent) {
+        ("", "") => format!("Passkey added {}", time::OffsetDateTime::now_utc().date()),
+        (browser, "") => format!("{browser} passkey"),
+        ("", os) => format!("Passkey on {os}"),
+        (browser, os) => format!("{browser} on {os}"),
+    }
+}
+
+/// A name for a device at its first license, from its browser and system
+/// ("Chrome on Android"); the user can rename it.
+pub fn device_name(user_agent: Option<&str>) -> String {
+    match browser_and_system(user_agent) {
+        ("", "") => "Device".to_owned(),
+        (browser, "") => format!("{browser} device"),
+        ("", os) => format!("Device on {os}"),
+        (browser, os) => format!("{browser} on {os}"),
+    }
+}
+
+/// The browser and system a User-Agent names, each empty when unknown.
+fn browser_and_system(user_agent: Option<&str>) -> (&'static str, &'static str) {
     let ua = user_agent.unwrap_or_default();
     let browser = if ua.contains("Edg/") {
         "Edge"
@@ -190,12 +214,7 @@ fn default_passkey_name(aaguid: &str, user_agent: Option<&str>) -> String {
     } else {
         ""
     };
-    match (browser, os) {
-        ("", "") => format!("Passkey added {}", time::OffsetDateTime::now_utc().date()),
-        (browser, "") => format!("{browser} passkey"),
-        ("", os) => format!("Passkey on {os}"),
-        (browser, os) => format!("{browser} on {os}"),
-    }
+    (browser, os)
 }
 
 #[cfg(test)]

@@ -58,6 +58,15 @@ pub(super) struct Ceremony {
     /// The hashed enrollment code of a user made through the admin API.
     #[serde(default)]
     pub(super) enrollment: Option<String>,
+    /// The enrollment code is a recovery link for an existing user.
+    #[serde(default)]
+    pub(super) recovery: bool,
+    /// That link revokes the user's other passkeys, sessions and licenses.
+    #[serde(default)]
+    pub(super) revoke_others: bool,
+    /// The hashed recovery code this ceremony spends when it finishes.
+    #[serde(default)]
+    pub(super) recovery_code: Option<String>,
     /// Adding a passkey: whether the session had confirmed a passkey (always, now).
     #[serde(default)]
     pub(super) stepped_up: bool,
@@ -109,6 +118,9 @@ pub(crate) async fn start(
         display_name,
         stepped_up: false,
         enrollment: None,
+        recovery: false,
+        revoke_others: false,
+        recovery_code: None,
     };
     begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
     Ok(Json(
@@ -137,11 +149,12 @@ pub(crate) async fn finish(
     AppJson(credential): AppJson<RegistrationCredential>,
 ) -> Result<(StatusCode, Json<Registered>)> {
     let ceremony: Ceremony = take_ceremony(&state, &session, NEW_ACCOUNT).await?;
-    // An enrolling user exists already; anyone else is created with the passkey,
+    // An enrolling or recovering user exists already; anyone else is created with the passkey,
     // their name checked again: the rules may have changed since the ceremony started.
-    let name = match ceremony.enrollment {
-        Some(_) => None,
-        None => Some(
+    let existing_user = ceremony.enrollment.is_some() || ceremony.recovery_code.is_some();
+    let name = match existing_user {
+        true => None,
+        false => Some(
             usernames::parse(&ceremony.username)
                 .map_err(|e| AppError::Unprocessable("invalid-name", e.to_string()))?,
         ),
@@ -219,6 +232,7 @@ async fn store_passkey(
             || ceremony.enrollment.is_some()
             || ceremony.stepped_up,
         enrollment: ceremony.enrollment.as_deref(),
+        recovery_code: ceremony.recovery_code.as_deref(),
     };
     let is_new_user = new_user.is_some() || ceremony.enrollment.is_some();
     let audit = AuditEvent {
@@ -227,7 +241,18 @@ async fn store_passkey(
         target: Some(&credential_id),
         client_addr: client.addr.as_deref(),
         user_agent: client.user_agent.as_deref(),
-        ..AuditEvent::new(if is_new_user {
+        detail: ceremony
+            .recovery
+            .then_some(if ceremony.recovery_code.is_some() {
+                "with a recovery code; other passkeys kept"
+            } else if ceremony.revoke_others {
+                "other passkeys, sessions and licenses revoked"
+            } else {
+                "other passkeys kept"
+            }),
+        ..AuditEvent::new(if ceremony.recovery {
+            Event::Recovered
+        } else if is_new_user {
             Event::Registration
         } else {
             Event::PasskeyAdded
@@ -241,12 +266,21 @@ async fn store_passkey(
         Ok(()) => {}
         Err(RegisterError::UsernameTaken) => return Err(username_taken()),
         Err(RegisterError::CredentialExists) => return Err(already()),
+        Err(RegisterError::EnrollmentGone) if ceremony.recovery_code.is_some() => {
+            return Err(super::recovery::code_refused())
+        }
         Err(RegisterError::EnrollmentGone) => return Err(super::enroll::code_gone()),
         Err(RegisterError::Unconfirmed) => return Err(step_up_required()),
         Err(RegisterError::Store(err)) => return Err(err.into()),
     }
+    if ceremony.recovery {
+        // A recovery that revoked other passkeys changed the status lists.
+        state.status.refresh(&state.store).await?;
+    }
     crate::metrics::ceremony(
-        if is_new_user {
+        if ceremony.recovery {
+            "recovery"
+        } else if is_new_user {
             "registration"
         } else {
             "add-passkey"
@@ -295,6 +329,9 @@ pub(crate) async fn add_start(
         display_name: user.display_name.clone(),
         stepped_up: true,
         enrollment: None,
+        recovery: false,
+        revoke_others: false,
+        recovery_code: None,
     };
     begin_ceremony(&state, &signed_in.session, ADD_PASSKEY, &ceremony).await?;
     Ok(Json(

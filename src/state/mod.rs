@@ -47,6 +47,12 @@ pub struct Settings {
     pub trust_forwarded_for: bool,
     pub request_timeout: Duration,
     pub max_pending_ceremonies: i64,
+    /// `LATCHKEY_CHECK_IN` in seconds: the licenses' `chk`.
+    pub check_in_secs: u64,
+    /// `LATCHKEY_MAX_DEVICES`: devices per entitlement unless its grant says otherwise.
+    pub max_devices: Option<i64>,
+    /// `LATCHKEY_DEVICE_REMOVALS_PER_30D`.
+    pub device_removals_per_30d: i64,
     /// Payment webhooks in, event webhooks out.
     pub business: crate::config::Business,
 }
@@ -153,6 +159,9 @@ impl AppState {
             trust_forwarded_for: serve.trust_forwarded_for,
             request_timeout: serve.request_timeout,
             max_pending_ceremonies: serve.max_pending_ceremonies.max(1),
+            check_in_secs: serve.check_in.as_secs().max(1),
+            max_devices: serve.max_devices.map(i64::from),
+            device_removals_per_30d: i64::from(serve.device_removals_per_30d),
             business,
         };
         let rate_limiter = RateLimiter::new([

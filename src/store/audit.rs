@@ -61,6 +61,16 @@ events! {
     UserExternalIdSet = "user.external_id_set",
     /// A user was created through the admin API.
     UserCreated = "user.created",
+    /// An administrator issued a recovery link (detail: lifetime, whether it revokes the other passkeys).
+    RecoveryIssued = "recovery.issued",
+    /// A passkey was added with a recovery link (detail: whether the other passkeys were revoked).
+    Recovered = "recovery.completed",
+    /// A signed-in user made a new set of recovery codes.
+    RecoveryCodesMade = "recovery.codes_made",
+    /// A device was removed (by its user or an administrator); its licenses are revoked.
+    DeviceRemoved = "device.removed",
+    /// A wrong recovery code (or unknown username) was tried.
+    RecoveryCodeRefused = "recovery.code_refused",
     ApiKeyCreated = "apikey.created",
     ApiKeyRevoked = "apikey.revoked",
     /// A payment provider's event changed a subscription (detail: provider, event id and type).

@@ -68,6 +68,8 @@ pub struct Grant {
     pub user_id: String,
     pub name: String,
     pub expires_at: Option<i64>,
+    /// From the price mapping (`name@N`); `None` keeps the entitlement's own.
+    pub max_devices: Option<i64>,
 }
 
 /// What the rules decided.
@@ -177,14 +179,15 @@ impl Store {
                 }
             }
             for grant in &plan.grants {
-                let current: Option<(Option<i64>,)> = sqlx::query_as("SELECT expires_at FROM entitlements WHERE user_id = $1 AND name = $2")
+                let current: Option<(Option<i64>, Option<i64>)> = sqlx::query_as("SELECT expires_at, max_devices FROM entitlements WHERE user_id = $1 AND name = $2")
                     .bind(&grant.user_id).bind(&grant.name).fetch_optional(&mut *tx).await?;
-                if current.is_some_and(|(at,)| at == grant.expires_at) {
+                if current.is_some_and(|(at, max)| at == grant.expires_at && (grant.max_devices.is_none() || max == grant.max_devices)) {
                     continue;
                 }
-                sqlx::query("INSERT INTO entitlements (user_id, name, expires_at, granted_at) VALUES ($1, $2, $3, $4) \
-                             ON CONFLICT (user_id, name) DO UPDATE SET expires_at = excluded.expires_at, granted_at = excluded.granted_at")
-                    .bind(&grant.user_id).bind(&grant.name).bind(grant.expires_at).bind(now).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO entitlements (user_id, name, expires_at, granted_at, max_devices) VALUES ($1, $2, $3, $4, $5) \
+                             ON CONFLICT (user_id, name) DO UPDATE SET expires_at = excluded.expires_at, granted_at = excluded.granted_at, \
+                             max_devices = COALESCE(excluded.max_devices, entitlements.max_devices)")
+                    .bind(&grant.user_id).bind(&grant.name).bind(grant.expires_at).bind(now).bind(grant.max_devices).execute(&mut *tx).await?;
                 let row = AuditEvent { target_user_id: Some(&grant.user_id), target: Some(&grant.name), ..audit.clone().with(Event::EntitlementGranted) };
                 insert_event!(row, now).execute(&mut *tx).await?;
                 changed = true;

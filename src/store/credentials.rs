@@ -35,6 +35,9 @@ pub struct NewCredential<'a> {
     /// The hashed enrollment code this first passkey of a user made by an
     /// administrator spends (in the same transaction).
     pub enrollment: Option<&'a str>,
+    /// The hashed recovery code this passkey of an existing user spends (in
+    /// the same transaction).
+    pub recovery_code: Option<&'a str>,
 }
 
 /// A user created together with their first passkey.
@@ -121,6 +124,25 @@ impl Store {
             if let Some(code) = cred.enrollment {
                 let spent = sqlx::query("UPDATE enrollments SET used_at = $3 WHERE token_hash = $1 AND user_id = $2 \
                                          AND used_at IS NULL AND expires_at > $3")
+                    .bind(code).bind(user_id).bind(now).execute(&mut *tx).await?.rows_affected();
+                if spent == 0 {
+                    return Err(RegisterError::EnrollmentGone);
+                }
+                // A recovery link may end everything the user had before, together with this passkey.
+                let revoke_others: bool = sqlx::query_scalar("SELECT revoke_others FROM enrollments WHERE token_hash = $1")
+                    .bind(code).fetch_one(&mut *tx).await?;
+                if revoke_others {
+                    let reason = "account recovered";
+                    sqlx::query("UPDATE credentials SET revoked_at = $2, revoked_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL")
+                        .bind(user_id).bind(now).bind(reason).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE licenses SET revoked_at = $2, revoked_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL")
+                        .bind(user_id).bind(now).bind(reason).execute(&mut *tx).await?;
+                    sqlx::query(super::revocations::BUMP_LISTS).execute(&mut *tx).await?;
+                }
+            }
+            if let Some(code) = cred.recovery_code {
+                let spent = sqlx::query("UPDATE recovery_codes SET used_at = $3 WHERE code_hash = $1 AND user_id = $2 AND used_at IS NULL")
                     .bind(code).bind(user_id).bind(now).execute(&mut *tx).await?.rows_affected();
                 if spent == 0 {
                     return Err(RegisterError::EnrollmentGone);

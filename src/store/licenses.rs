@@ -34,6 +34,10 @@ pub struct NewLicense<'a> {
     pub entitlements: &'a str,
     pub issued_at: i64,
     pub expires_at: i64,
+    /// The device's name if this mint is the first for its key (from the browser and system).
+    pub device_name: &'a str,
+    /// Devices the account may have at once; `None`: unlimited.
+    pub device_limit: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -42,6 +46,9 @@ pub enum MintError {
     Replay,
     /// The session, passkey or user was ended, revoked or disabled meanwhile.
     Revoked,
+    /// A new device beyond the limit: the limit, and the active devices
+    /// `(jkt, name, last_sync)`, oldest first.
+    DeviceLimit(i64, Vec<(String, String, i64)>),
     Store(Error),
 }
 
@@ -121,7 +128,25 @@ impl Store {
         let insert = format!(
             "INSERT INTO licenses ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)"
         );
+        let lock_user = !self.is_sqlite();
         transaction!(self, tx => {
+            if let Some(max) = license.device_limit {
+                // Two new devices minting at once must not both fit: on PostgreSQL the
+                // user row is locked first (SQLite's BEGIN IMMEDIATE already serialises).
+                if lock_user {
+                    sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE").bind(license.user_id).execute(&mut *tx).await?;
+                }
+                let known: Option<Option<i64>> = sqlx::query_scalar("SELECT removed_at FROM devices WHERE user_id = $1 AND jkt = $2")
+                    .bind(license.user_id).bind(license.device_jkt).fetch_optional(&mut *tx).await?;
+                if !matches!(known, Some(None)) {
+                    let active: Vec<(String, String, i64)> = sqlx::query_as(
+                        "SELECT jkt, name, last_sync FROM devices WHERE user_id = $1 AND removed_at IS NULL ORDER BY first_seen, jkt")
+                        .bind(license.user_id).fetch_all(&mut *tx).await?;
+                    if i64::try_from(active.len()).unwrap_or(i64::MAX) >= max {
+                        return Err(MintError::DeviceLimit(max, active));
+                    }
+                }
+            }
             let fresh = sqlx::query("INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
                 .bind(proof_id).bind(proof_expires_at).execute(&mut *tx).await?.rows_affected();
             if fresh == 0 {
@@ -136,6 +161,11 @@ impl Store {
                 .bind(license.jti).bind(license.user_id).bind(license.kid).bind(license.device_jkt)
                 .bind(license.login_id).bind(license.credential_id).bind(list_id).bind(idx)
                 .bind(license.entitlements).bind(license.issued_at).bind(license.expires_at)
+                .execute(&mut *tx).await?;
+            // The device: recorded at its first mint, synced at each; a removed one comes back.
+            sqlx::query("INSERT INTO devices (user_id, jkt, name, first_seen, last_sync) VALUES ($1, $2, $3, $4, $4) \
+                         ON CONFLICT (user_id, jkt) DO UPDATE SET last_sync = excluded.last_sync, removed_at = NULL")
+                .bind(license.user_id).bind(license.device_jkt).bind(license.device_name).bind(license.issued_at)
                 .execute(&mut *tx).await?;
             insert_event!(audit, license.issued_at).execute(&mut *tx).await?;
         });

@@ -18,10 +18,12 @@ pub mod backup;
 pub mod billing;
 pub mod ceremonies;
 pub mod credentials;
+pub mod devices;
 pub mod enrollments;
 pub mod entitlements;
 pub mod keys;
 pub mod licenses;
+pub mod recovery;
 pub mod revocations;
 pub mod sessions;
 pub mod users;
@@ -196,6 +198,8 @@ impl Store {
             "DELETE FROM ceremonies WHERE expires_at <= $1",
             "DELETE FROM dpop_proofs WHERE expires_at <= $1",
             "DELETE FROM spent_confirmations WHERE expires_at <= $1",
+            // Wrong recovery codes count for 15 minutes (`passkey::recovery::WINDOW_SECS`).
+            "DELETE FROM recovery_failures WHERE at <= $1 - 900",
         ] {
             let done = dispatch!(self.writer(), p => sqlx::query(sql).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
             deleted += done;

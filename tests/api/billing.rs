@@ -469,3 +469,59 @@ async fn the_readme_selling_premium_walk_through_works_as_written() {
         assert_eq!(found.body["users"][0]["id"], user_id, "{}", found.text);
     }
 }
+
+crate::on_both_databases! {
+    async fn a_price_mapped_with_a_device_limit_grants_it_and_the_limit_holds(app) {
+        let secrets = format!("{STRIPE_OLD},{STRIPE_NEW}");
+        let map = format!("{PRICE}=premium@1");
+        let app = crate::helpers::spawn_app_with(app.db, &["--stripe-webhook-secret", &secrets, "--stripe-entitlements", &map]).await;
+        let client = new_client();
+        let alice = app.register_with(&client, "alice", Default::default()).await;
+        let t = now();
+        assert_eq!(outcome(&stripe(&app, &checkout("evt_checkout", Some(&alice.user_id), t)).await), "linked");
+        assert_eq!(outcome(&stripe(&app, &subscription("evt_created", "created", "active", t + 1, t + 30 * DAY)).await), "applied");
+        assert_eq!(app.scalar("SELECT max_devices FROM entitlements WHERE name = 'premium'").await, 1);
+        assert_eq!(app.mint(&client, &DeviceKey::ed25519()).await.status, StatusCode::CREATED);
+        let second = app.mint(&client, &DeviceKey::ed25519()).await;
+        assert_eq!(second.status, StatusCode::CONFLICT, "{}", second.text);
+        assert_eq!(second.problem(), "device-limit");
+    }
+}
+
+#[test]
+fn a_device_limit_in_the_price_mapping_must_be_a_number_from_1_to_10000() {
+    use clap::Parser;
+    for bad in [
+        "price_1=premium@0",
+        "price_1=premium@x",
+        "price_1=premium@",
+        "price_1=premium@2,price_2=premium@3",
+    ] {
+        let cli = latchkey::config::Cli::try_parse_from([
+            "latchkey",
+            "serve",
+            "--stripe-entitlements",
+            bad,
+        ])
+        .unwrap();
+        let Some(latchkey::config::Command::Serve(serve)) = cli.command else {
+            panic!("serve")
+        };
+        assert!(serve.business.parse().is_err(), "{bad}");
+    }
+    let cli = latchkey::config::Cli::try_parse_from([
+        "latchkey",
+        "serve",
+        "--stripe-entitlements",
+        "price_1=premium@3,price_2=premium@3,price_3=pro",
+    ])
+    .unwrap();
+    let Some(latchkey::config::Command::Serve(serve)) = cli.command else {
+        panic!("serve")
+    };
+    let business = serve.business.parse().unwrap();
+    assert_eq!(business.stripe.entitlements["price_1"], "premium");
+    assert_eq!(business.stripe.entitlements["price_3"], "pro");
+    assert_eq!(business.stripe.max_devices.get("premium"), Some(&3));
+    assert_eq!(business.stripe.max_devices.get("pro"), None);
+}

@@ -469,6 +469,24 @@ impl TestApp {
         self.scalar(&format!("SELECT COUNT(*) FROM {table}")).await
     }
 
+    /// Runs one statement directly on the database (to age rows, say).
+    pub async fn execute(&self, sql: &str) {
+        match self.db {
+            Db::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url)
+                    .await
+                    .expect("sqlite");
+                sqlx::query(sql).execute(&pool).await.expect("statement");
+                pool.close().await;
+            }
+            Db::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url).await.expect("pg");
+                sqlx::query(sql).execute(&pool).await.expect("statement");
+                pool.close().await;
+            }
+        }
+    }
+
     pub async fn scalar(&self, sql: &str) -> i64 {
         match self.db {
             Db::Sqlite => {

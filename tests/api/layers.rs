@@ -81,8 +81,9 @@ fn the_license_core_imports_no_web_framework_database_or_app_code() {
     }
 }
 
-const FEATURES: [&str; 8] = [
+const FEATURES: [&str; 9] = [
     "passkey",
+    "devices",
     "license",
     "revocation",
     "admin",

@@ -11,7 +11,7 @@ use crate::helpers::{new_client, Account, TestApp, ORIGIN};
 
 /// Makes `account`'s session on `client` look signed in an hour ago, as a
 /// cookie stolen from a week-old session would be.
-async fn stale(app: &TestApp, client: &reqwest::Client) {
+pub async fn stale(app: &TestApp, client: &reqwest::Client) {
     let me = app.send(client, Method::GET, "/api/me", None, &[]).await;
     let user = me.body["user_id"].as_str().unwrap().to_owned();
     let at = app

@@ -229,6 +229,20 @@ export async function expectSignInPrompt(page, timeout = 15_000) {
   }
 }
 
+/**
+ * Nobody is signed in on the page: the sign-in form is offered (the Username field), and no
+ * "Signed in as …" nor "Sign out" is shown.
+ */
+export async function expectSignedOut(page, timeout = 15_000) {
+  try {
+    await page.getByRole('textbox', { name: 'Username' }).waitFor({ timeout });
+    await page.getByText(/^Signed in as /).first().waitFor({ state: 'hidden', timeout });
+    await page.getByRole('button', { name: 'Sign out', exact: true }).first().waitFor({ state: 'hidden', timeout });
+  } catch (error) {
+    throw new Error(`expected nobody signed in, page shows: ${await shownMessages(page)}`, { cause: error });
+  }
+}
+
 /** Fetches a new license now, through the page's shared client (what a sync does when one is due). */
 export async function fetchLicenseNow(page) {
   await page.evaluate(async () => {

@@ -1,5 +1,6 @@
 // Offline licenses in the demo PWA: premium keeps working with no network, and the stored
-// license cannot be edited, rolled back or carried to another device.
+// license cannot be edited, rolled back or carried to another device. A sign-out made offline
+// sticks: the service is told first thing on reconnect.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -114,6 +115,40 @@ h.suite('offline license', {}, (s) => {
     } finally {
       await first.context.close();
       await second.context.close();
+    }
+  });
+
+  test('an offline sign-out is sent on reconnect before anything else; nobody is signed in meanwhile', h.TEST, async () => {
+    const { context, page, cdp, authenticatorId } = await h.newDevice(s.browser);
+    try {
+      await h.premiumUser(page, s.server, 'sasha');
+      await context.setOffline(true);
+      await page.reload();
+      await h.expectText(page, 'Signed in as sasha (offline)');
+      await h.clickAndSettle(page, 'Sign out');
+      await h.expectText(page, "Signed out on this device. You're offline: the service is told as soon as you're back online.");
+      await h.expectSignedOut(page);
+      await h.expectSignInPrompt(page);
+      await page.reload();
+      await h.expectSignedOut(page);
+
+      // A shared tablet: the next person has no passkey here (the virtual authenticator would
+      // otherwise answer the page's autofill request by itself).
+      await cdp.send('WebAuthn.clearCredentials', { authenticatorId });
+      // Back online: the pending sign-out goes out first, so the old cookie never signs in again.
+      const calls = [];
+      page.on('request', (r) => {
+        if (r.url().includes('/api/')) calls.push(`${r.method()} ${new URL(r.url()).pathname}`);
+      });
+      await context.setOffline(false);
+      await page.reload();
+      await h.expectText(page, 'Online');
+      await h.expectSignedOut(page);
+      assert.equal(calls[0], 'POST /api/logout', calls.join(', '));
+      assert.equal(await page.evaluate(() => fetch('/api/me').then((r) => r.status)), 401);
+      assert.equal(await h.readKv(page, 'pendingSignOut'), undefined, 'nothing left to send');
+    } finally {
+      await context.close();
     }
   });
 });

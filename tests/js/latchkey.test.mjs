@@ -520,7 +520,7 @@ describe('base path (LATCHKEY_BASE_PATH)', T, () => {
 
 describe('messages', () => {
   test('every reason check() can give has a full sentence, and so does every connection state', () => {
-    for (const reason of [...Object.values(lk.REASONS), 'signed out', 'check-in-required']) {
+    for (const reason of [...Object.values(lk.REASONS), 'signed out']) {
       const text = lk.renderMessage(undefined, reason);
       assert.notEqual(text, reason, `${reason} has a message`);
       assert.match(text, /^[A-Z].*[.…]$/, `${reason}: "${text}" is a sentence`);
@@ -563,5 +563,41 @@ describe('requests', () => {
     const client = lk.createLatchkey({ origin: 'https://id.example', rpId: 'id.example', fetch: failing, keysUrl: null, dbName: 'unused' });
     await assert.rejects(client.me(), (e) => e.code === 'service-error' && /answered with an error \(503\)/.test(e.message));
     assert.equal(client.connection(), 'error');
+  });
+});
+
+describe('check-in (chk)', T, () => {
+  const DAY = 86400;
+
+  test('a license locks once the newest status list held is older than chk, whatever staleStatus says', T, async () => {
+    const chk = 7 * DAY;
+    const at = (w, listAge, licenseAge = 8 * DAY) =>
+      w.input({ token: null, statusToken: null }).then(async (base) => ({
+        ...base,
+        token: await w.license({ chk, iat: NOW_S - licenseAge, nbf: NOW_S - licenseAge }),
+        statusToken: await w.statusList({ iat: NOW_S - listAge, exp: NOW_S + DAY }),
+        staleStatus: 'allow',
+      }));
+    const w = await world();
+    assert.equal((await lk.evaluateLicense(await at(w, 6 * DAY))).reason, null, 'a list issued 6 days ago is a check-in');
+    const late = await lk.evaluateLicense(await at(w, 7 * DAY + 120));
+    assert.equal(late.reason, 'check-in required');
+    assert.match(late.detail, /issued 7\.0 days ago/);
+    // A recent license counts as a check-in too; without any list the license's own iat does.
+    assert.equal((await lk.evaluateLicense(await at(w, 9 * DAY, DAY))).reason, null);
+    const noList = { ...(await at(w, 0, 8 * DAY)), statusToken: null };
+    assert.equal((await lk.evaluateLicense(noList)).reason, 'check-in required');
+    // Revoked wins over check-in.
+    const revoked = { ...(await at(w, 8 * DAY)), statusToken: await w.statusList({ iat: NOW_S - 8 * DAY, exp: NOW_S + DAY, revoked: [5] }) };
+    assert.equal((await lk.evaluateLicense(revoked)).reason, 'revoked');
+    // Licenses without chk (older services) are not affected.
+    const old = { ...(await at(w, 30 * DAY)), token: await w.license({ iat: NOW_S - 8 * DAY, nbf: NOW_S - 8 * DAY }) };
+    assert.equal((await lk.evaluateLicense(old)).reason, null);
+  });
+
+  test('a chk that is not a positive integer makes the license invalid', T, async () => {
+    for (const chk of [0, -5, 1.5, '7d', null]) {
+      assert.equal(await reasonFor(async (w) => ({ token: await w.license({ chk }) })), 'invalid license', String(chk));
+    }
   });
 });
