@@ -1229,7 +1229,7 @@ export function createLatchkey(options = {}) {
       report.license = e?.status === 401 ? 'signed-out' : 'failed';
       report.error = e;
     }
-    const answered = !api.isOffline();
+    const answered = api.connection() === 'online';
     try {
       report.status = await syncStatusList({ signal });
     } catch (e) {
