@@ -907,12 +907,14 @@ export function createLatchkey(options = {}) {
     },
 
     /**
-     * Removes one of the user's devices: its licenses are revoked and the sign-ins that minted
-     * them end, so it locks at its next sync. @param {string} id the device key's thumbprint
+     * Removes one of the user's devices (after a passkey confirmation if needed): its licenses
+     * are revoked and the sign-ins that minted them end, so it locks at its next sync. @param {string} id the device key's thumbprint
      */
     async removeDevice(id, { signal } = {}) {
-      const res = await request(`/api/me/devices/${encodeURIComponent(id)}`, { method: 'DELETE', signal });
-      if (!res.ok) throw await problem(res);
+      await withStepUp(async () => {
+        const res = await request(`/api/me/devices/${encodeURIComponent(id)}`, { method: 'DELETE', signal });
+        if (!res.ok) throw await problem(res);
+      }, { signal });
     },
 
     /**

@@ -16,6 +16,7 @@ use crate::apikeys::{Caller, LicensesRevoke, Scope};
 use crate::error::{AppError, Result};
 use crate::http::session::SignedIn;
 use crate::http::{AppJson, AppPath, ClientInfo, Time};
+use crate::passkey::stepup::{require_step_up, step_up_required};
 use crate::passkey::{clean_name, NameText};
 use crate::state::AppState;
 use crate::store::audit::{AuditEvent, Event};
@@ -111,7 +112,7 @@ pub(crate) async fn rename(
     path = "/api/me/devices/{id}",
     tag = "licenses",
     operation_id = "remove_device",
-    summary = "Remove one of your devices: its licenses are revoked and the sign-ins that minted them end (it locks at its next sync)",
+    summary = "Remove one of your devices (needs a step-up): its licenses are revoked and the sign-ins that minted them end (it locks at its next sync)",
     security(("session" = [])),
     params(("id" = String, Path, description = "device id (the key's JWK thumbprint)")),
     responses(
@@ -127,6 +128,8 @@ pub(crate) async fn remove(
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode> {
     let user = signed_in.enabled_user(&state.store).await?;
+    // A stolen session must not sign the owner's devices out or spend their removals.
+    let spend = require_step_up(&state, &signed_in)?;
     let audit = AuditEvent {
         actor_user_id: Some(&user.id),
         target_user_id: Some(&user.id),
@@ -141,14 +144,15 @@ pub(crate) async fn remove(
             &user.id,
             &id,
             Some(state.settings.device_removals_per_30d),
-            None,
+            spend.as_deref(),
             &audit,
             now(),
         )
         .await?
     {
         DeviceRemoval::Removed => {}
-        DeviceRemoval::NotFound | DeviceRemoval::Unconfirmed => return Err(no_such_device()),
+        DeviceRemoval::NotFound => return Err(no_such_device()),
+        DeviceRemoval::Unconfirmed => return Err(step_up_required()),
         DeviceRemoval::LimitReached => {
             return Err(AppError::conflict(
                 "device-removals-exhausted",

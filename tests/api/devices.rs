@@ -211,6 +211,28 @@ on_both_databases! {
         assert_eq!(app.count("licenses").await, 1);
     }
 
+    async fn a_stolen_session_cannot_remove_devices_without_a_step_up(app) {
+        let client = new_client();
+        let alice = app.register_with(&client, "alice", Default::default()).await;
+        let key = DeviceKey::ed25519();
+        assert_eq!(try_mint(&app, &client, &key).await.status, StatusCode::CREATED);
+        // The session looks signed in an hour ago, as a week-old stolen cookie would.
+        crate::takeover::stale(&app, &client).await;
+        let path = format!("/api/me/devices/{}", key.thumbprint());
+        let refused = app.send(&client, Method::DELETE, &path, None, &[]).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
+        assert_eq!(refused.problem(), "step-up-required");
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM devices WHERE removed_at IS NULL").await, 1, "nothing removed");
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM licenses WHERE revoked_at IS NULL").await, 1);
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'device.removed'").await, 0);
+        // With a passkey confirmation the same removal goes ahead.
+        let mut alice = alice;
+        let confirmed = app.step_up(&client, &mut alice.authenticator).await;
+        assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text);
+        let removed = app.send(&client, Method::DELETE, &path, None, &[]).await;
+        assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    }
+
     async fn a_user_removes_at_most_the_allowed_devices_in_30_days_an_administrator_more(app) {
         admin(&app).await;
         let phone = new_client();
