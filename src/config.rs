@@ -128,8 +128,17 @@ pub enum AdminCommand {
 pub enum KeysCommand {
     /// List signing keys with their state.
     List,
-    /// Create a new signing key and sign new licenses with it.
-    Rotate,
+    /// Create a new signing key: published (JWK set and pinned-keys manifest) at once,
+    /// signing new licenses only after `--after`, so installed apps learn it first.
+    Rotate {
+        /// How long the new key is announced before it signs (examples: 7d, 12h).
+        #[arg(long, default_value = "7d", value_parser = parse_duration, conflicts_with = "now")]
+        after: std::time::Duration,
+        /// Sign with the new key at once (for a compromised key; apps that have not seen it
+        /// yet accept its licenses after their next sync).
+        #[arg(long)]
+        now: bool,
+    },
     /// Stop publishing a key (licenses signed with it stop verifying).
     Retire {
         #[arg(allow_hyphen_values = true)]

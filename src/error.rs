@@ -28,7 +28,9 @@ pub enum AppError {
     },
     /// Sign-in offered a credential the server does not know (or that was
     /// revoked); the id lets the client call `signalUnknownCredential`.
-    #[error("this passkey is not registered here or has been revoked")]
+    #[error(
+        "This passkey is not registered here or has been revoked. Sign in with another passkey."
+    )]
     UnknownCredential { credential_id: String },
     /// A license for a new device beyond the account's device limit: 409
     /// with the active devices, so the app can offer to remove one.
@@ -43,14 +45,14 @@ pub enum AppError {
     NotFound(&'static str, String),
     #[error("{1}")]
     Conflict(&'static str, String),
-    #[error("request body too large")]
+    #[error("The request body is too large.")]
     PayloadTooLarge,
     #[error("{1}")]
     UnsupportedMediaType(&'static str, String),
     /// Well-formed JSON that does not fit what the endpoint takes.
     #[error("{1}")]
     Unprocessable(&'static str, String),
-    #[error("too many requests")]
+    #[error("Too many requests from this address. Wait a moment and try again.")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
@@ -121,7 +123,10 @@ impl AppError {
         Self::Forbidden(slug, detail.into())
     }
     pub fn not_signed_in() -> Self {
-        Self::unauthorized("not-signed-in", "sign in with a passkey first")
+        Self::unauthorized(
+            "not-signed-in",
+            "You are not signed in. Sign in with a passkey first.",
+        )
     }
 
     pub fn status(&self) -> StatusCode {
@@ -176,11 +181,11 @@ impl IntoResponse for AppError {
         let detail = match &self {
             Self::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "internal error");
-                "the server could not complete the request".to_owned()
+                "The server could not complete the request. Try again later.".to_owned()
             }
             Self::Unavailable(why) => {
                 tracing::warn!(reason = %why, "dependency unavailable");
-                "the service is temporarily unavailable; try again shortly".to_owned()
+                "The service is temporarily unavailable. Try again in a moment.".to_owned()
             }
             other => other.to_string(),
         };

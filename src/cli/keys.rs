@@ -24,14 +24,16 @@ pub async fn run(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::List => {
             println!(
-                "{:<45} {:<8} {:<25} {:<25}",
-                "KID", "STATE", "CREATED", "SIGNED UNTIL"
+                "{:<45} {:<8} {:<25} {:<25} {:<25}",
+                "KID", "STATE", "CREATED", "SIGNS FROM", "SIGNED UNTIL"
             );
             for row in store.signing_keys().await? {
                 let state = if row.kid == keyring.active.kid {
                     "active"
                 } else if row.retired_at.is_some() {
                     "retired"
+                } else if keyring.announced.contains(&row.kid) {
+                    "next"
                 } else if keyring.published.iter().any(|(kid, _)| kid == &row.kid) {
                     "overlap"
                 } else {
@@ -43,19 +45,35 @@ pub async fn run(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
                     "-".into()
                 };
                 println!(
-                    "{:<45} {:<8} {:<25} {:<25}",
+                    "{:<45} {:<8} {:<25} {:<25} {:<25}",
                     row.kid,
                     state,
                     rfc3339(row.created_at),
+                    rfc3339(row.signs_from),
                     until
                 );
             }
         }
-        KeysCommand::Rotate => {
-            let kid = generate(&store, &kek, Some(&cli(Event::KeyRotated))).await?;
-            println!(
-                "new signing key {kid}; the previous key stays published until its licenses expire"
-            );
+        KeysCommand::Rotate {
+            after,
+            now: at_once,
+        } => {
+            let announce = if at_once {
+                0
+            } else {
+                i64::try_from(after.as_secs()).unwrap_or(i64::MAX)
+            };
+            let kid = generate(&store, &kek, Some(&cli(Event::KeyRotated)), announce).await?;
+            if announce == 0 {
+                println!(
+                    "new signing key {kid} signs from now; the previous key stays published until its licenses expire"
+                );
+            } else {
+                println!(
+                    "new signing key {kid} is published now and signs from {}; apps that sync before then pin it ahead of use",
+                    rfc3339(now().saturating_add(announce))
+                );
+            }
         }
         KeysCommand::Retire { kid } => {
             if keyring.active.kid == kid {

@@ -181,7 +181,7 @@ pub async fn problems(request: Request, next: Next) -> Response {
         ),
         StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => (
             "unavailable",
-            "The service is temporarily unavailable; try again shortly.".to_owned(),
+            "The service is temporarily unavailable. Try again in a moment.".to_owned(),
         ),
         _ => ("error", format!("The request failed ({status}).")),
     };

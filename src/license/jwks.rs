@@ -34,3 +34,30 @@ pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+/// The keys an app pins with its code: served from bytes built when the keyring loads.
+#[utoipa::path(
+    get,
+    path = "/latchkey-keys.json",
+    tag = "licenses",
+    operation_id = "pinned_keys",
+    summary = "Signing keys to pin: current and announced next",
+    description = "The service worker keeps this manifest with the app shell; `latchkey.js` trusts a stored JWK set only for the keys listed here (or passed as `trustedKeys`). A key made by `latchkey keys rotate` is listed under `next` before it signs.",
+    responses(
+        (status = 200, description = "Pinned keys (Cache-Control: no-cache)", body = crate::state::keys::PinnedKeys, content_type = "application/json")
+    )
+)]
+pub(crate) async fn pinned_keys(State(state): State<AppState>) -> Response {
+    let body = state.keys.load().pins.clone();
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}

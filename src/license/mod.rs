@@ -20,5 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The published keys: public, read-only, no session.
 pub fn public_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(jwks::jwks))
+    OpenApiRouter::new()
+        .routes(routes!(jwks::jwks))
+        .routes(routes!(jwks::pinned_keys))
 }

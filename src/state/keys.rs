@@ -165,12 +165,30 @@ pub struct ActiveKey {
 /// The keys in force: the one that signs, and the published JWK set (pre-built bytes).
 pub struct Keyring {
     pub active: ActiveKey,
-    /// Public keys that verify, by kid (the active one and those whose licenses have not all expired).
+    /// Public keys that verify, by kid (the active one, those whose licenses have not all
+    /// expired, and the announced ones that will sign next).
     pub published: Vec<(String, VerifyingKey)>,
+    /// Kids of the announced keys: published, not signing yet.
+    pub announced: Vec<String>,
     pub jwks: axum::body::Bytes,
+    /// `/latchkey-keys.json`: the keys apps pin, current and announced next.
+    pub pins: axum::body::Bytes,
     /// Verifies licenses against the published keys.
     pub verifier: Verifier,
     pub version: (i64, i64, i64),
+    /// When an announced key starts signing: the keyring must be loaded again then.
+    pub next_change: Option<i64>,
+}
+
+/// The pinned-keys manifest apps keep with their code (see `static/latchkey.js`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PinnedKeys {
+    /// Changes whenever the set of keys changes.
+    pub version: String,
+    /// Keys whose licenses verify now (the signing key first).
+    pub keys: Vec<PublishedJwk>,
+    /// Keys announced ahead of use: they sign new licenses from a later date.
+    pub next: Vec<PublishedJwk>,
 }
 
 impl Keyring {
@@ -185,7 +203,7 @@ impl Keyring {
     ) -> anyhow::Result<Self> {
         let mut rows = store.signing_keys().await?;
         if rows.is_empty() {
-            generate(store, kek, None).await?;
+            generate(store, kek, None, 0).await?;
             rows = store.signing_keys().await?;
         }
         let version = store.signing_keys_version().await?;
@@ -197,6 +215,12 @@ impl Keyring {
         Self::from_rows(&rows, kek, now(), version, verifier)
     }
 
+    /// Whether the keyring must be loaded again: another instance changed the keys,
+    /// or an announced key's time to sign has come.
+    pub fn stale(&self, version: (i64, i64, i64), now: i64) -> bool {
+        version != self.version || self.next_change.is_some_and(|at| at <= now)
+    }
+
     fn from_rows(
         rows: &[KeyRow],
         kek: &Kek,
@@ -204,9 +228,24 @@ impl Keyring {
         version: (i64, i64, i64),
         mut verifier: Verifier,
     ) -> anyhow::Result<Self> {
+        let live: Vec<&KeyRow> = rows.iter().filter(|r| r.retired_at.is_none()).collect();
+        // Newest first: the newest key whose time has come signs. Should every key still
+        // be announced (a clock set back), the oldest one signs rather than none.
+        let signing = live
+            .iter()
+            .find(|r| r.signs_from <= now)
+            .or_else(|| live.last())
+            .copied();
+        let Some(signing) = signing else {
+            bail!(
+                "every signing key is retired: run `latchkey keys rotate --now` to make a new one"
+            );
+        };
         let mut active = None;
         let mut published = Vec::new();
-        for row in rows.iter().filter(|r| r.retired_at.is_none()) {
+        let mut announced = Vec::new();
+        let mut next_change: Option<i64> = None;
+        for row in live {
             let public: [u8; 32] = row
                 .public_key
                 .as_slice()
@@ -214,7 +253,7 @@ impl Keyring {
                 .context("stored public key is not 32 bytes")?;
             let verifying =
                 VerifyingKey::from_bytes(&public).context("stored public key is invalid")?;
-            if active.is_none() {
+            if row.kid == signing.kid {
                 let secret = kek.open(&row.kid, &row.sealed_private).context(
                     "the signing keys cannot be decrypted: set LATCHKEY_KEK (or LATCHKEY_KEK_FILE) to the key that encrypted them",
                 )?;
@@ -231,13 +270,21 @@ impl Keyring {
                     key,
                 });
                 published.push((row.kid.clone(), verifying));
+            } else if row.signs_from > now {
+                // Announced: apps learn it before any license carries it. Its private half
+                // is opened when it starts signing.
+                announced.push(row.kid.clone());
+                published.push((row.kid.clone(), verifying));
+                next_change = Some(next_change.map_or(row.signs_from, |t| t.min(row.signs_from)));
             } else if row.signed_until > now {
                 published.push((row.kid.clone(), verifying));
             }
         }
         let Some(active) = active else {
-            bail!("every signing key is retired: run `latchkey keys rotate` to make a new one");
+            bail!("no signing key could be chosen");
         };
+        // The signing key first, then the others as they were listed (newest first).
+        published.sort_by_key(|(kid, _)| kid != &active.kid);
         let set = PublishedJwkSet {
             keys: published
                 .iter()
@@ -245,25 +292,52 @@ impl Keyring {
                 .collect(),
         };
         let jwks = serde_json::to_vec(&set)?.into();
+        let pins = pinned_keys(&published, &announced);
+        let pins = serde_json::to_vec(&pins)?.into();
         for (kid, key) in &published {
             verifier.jwks.insert(kid.clone(), *key);
         }
         Ok(Self {
             active,
             published,
+            announced,
             jwks,
+            pins,
             verifier,
             version,
+            next_change,
         })
     }
 }
 
-/// Makes a new signing key, which signs from now on; `audit` records who made it.
+/// The manifest of pinned keys; its version is a digest of the kids it lists.
+fn pinned_keys(published: &[(String, VerifyingKey)], announced: &[String]) -> PinnedKeys {
+    use sha2::{Digest, Sha256};
+    let (next, keys): (Vec<_>, Vec<_>) = published
+        .iter()
+        .partition(|(kid, _)| announced.contains(kid));
+    let mut digest = Sha256::new();
+    for (kid, _) in keys.iter().chain(next.iter()) {
+        digest.update(kid.as_bytes());
+        digest.update([0]);
+    }
+    digest.update([u8::from(!next.is_empty())]);
+    PinnedKeys {
+        version: b64(&digest.finalize()[..12]),
+        keys: keys.iter().map(|(_, k)| PublishedJwk::ed25519(k)).collect(),
+        next: next.iter().map(|(_, k)| PublishedJwk::ed25519(k)).collect(),
+    }
+}
+
+/// Makes a new signing key, published at once and signing `announce_secs` from now
+/// (0: at once); `audit` records who made it.
 pub async fn generate(
     store: &Store,
     kek: &Kek,
     audit: Option<&AuditEvent<'_>>,
+    announce_secs: i64,
 ) -> anyhow::Result<String> {
+    let created = now();
     let key = SigningKey::generate(&mut OsRng);
     let kid = PublishedJwk::ed25519(&key.verifying_key()).kid;
     let sealed = kek.seal(&kid, key.as_bytes())?;
@@ -277,7 +351,8 @@ pub async fn generate(
             key.verifying_key().as_bytes(),
             &sealed,
             audit.as_ref(),
-            now(),
+            created,
+            created.saturating_add(announce_secs.max(0)),
         )
         .await?;
     Ok(kid)

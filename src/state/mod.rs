@@ -193,7 +193,7 @@ impl AppState {
     /// Re-reads state other instances may have changed: signing keys and status-list versions.
     pub async fn refresh_shared(&self) -> anyhow::Result<()> {
         let version = self.store.signing_keys_version().await?;
-        if version != self.keys.load().version {
+        if self.keys.load().stale(version, crate::store::now()) {
             let keyring = Keyring::load(
                 &self.store,
                 &self.kek,

@@ -12,19 +12,23 @@ pub struct KeyRow {
     pub retired_at: Option<i64>,
     /// The latest `exp` of a license signed with this key (0 if none).
     pub signed_until: i64,
+    /// When it starts signing (before that it is only announced).
+    pub signs_from: i64,
 }
 
 impl Store {
     /// Every key, newest first, with how long licenses signed by it stay valid.
     pub async fn signing_keys(&self) -> Result<Vec<KeyRow>> {
         let sql = "SELECT k.kid, k.public_key, k.sealed_private, k.created_at, k.retired_at, \
-                   COALESCE((SELECT MAX(l.expires_at) FROM licenses l WHERE l.kid = k.kid), 0) AS signed_until \
+                   COALESCE((SELECT MAX(l.expires_at) FROM licenses l WHERE l.kid = k.kid), 0) AS signed_until, \
+                   COALESCE(k.signs_from, k.created_at) AS signs_from \
                    FROM signing_keys k ORDER BY k.generation DESC";
         Ok(dispatch!(self.reader(), p => sqlx::query_as(sql).fetch_all(p).await)?)
     }
 
-    /// Stores a new signing key (it signs from now on), with its audit row when
-    /// an operator made it (the first key of a fresh database has none).
+    /// Stores a new signing key (published now, signing from `signs_from`), with
+    /// its audit row when an operator made it (the first key of a fresh database has none).
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_signing_key(
         &self,
         kid: &str,
@@ -32,11 +36,12 @@ impl Store {
         sealed_private: &[u8],
         audit: Option<&AuditEvent<'_>>,
         now: i64,
+        signs_from: i64,
     ) -> Result<()> {
-        let sql = "INSERT INTO signing_keys (kid, generation, public_key, sealed_private, created_at) \
-                   VALUES ($1, (SELECT COALESCE(MAX(generation), 0) + 1 FROM signing_keys), $2, $3, $4)";
+        let sql = "INSERT INTO signing_keys (kid, generation, public_key, sealed_private, created_at, signs_from) \
+                   VALUES ($1, (SELECT COALESCE(MAX(generation), 0) + 1 FROM signing_keys), $2, $3, $4, $5)";
         transaction!(self, tx => {
-            sqlx::query(sql).bind(kid).bind(public_key).bind(sealed_private).bind(now).execute(&mut *tx).await?;
+            sqlx::query(sql).bind(kid).bind(public_key).bind(sealed_private).bind(now).bind(signs_from).execute(&mut *tx).await?;
             if let Some(audit) = audit {
                 insert_event!(audit, now).execute(&mut *tx).await?;
             }
@@ -64,7 +69,7 @@ impl Store {
 
     /// A cheap fingerprint of the key table, to notice changes made by other instances.
     pub async fn signing_keys_version(&self) -> Result<(i64, i64, i64)> {
-        let sql = "SELECT COUNT(*), COALESCE(MAX(generation), 0), CAST(COALESCE(SUM(COALESCE(retired_at, 0)), 0) AS BIGINT) FROM signing_keys";
+        let sql = "SELECT COUNT(*), COALESCE(MAX(generation), 0), CAST(COALESCE(SUM(COALESCE(retired_at, 0)), 0) + COALESCE(SUM(COALESCE(signs_from, 0)), 0) AS BIGINT) FROM signing_keys";
         Ok(dispatch!(self.reader(), p => sqlx::query_as(sql).fetch_one(p).await)?)
     }
 

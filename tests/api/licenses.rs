@@ -251,7 +251,7 @@ on_both_databases! {
         let old_kid = header(&old)["kid"].as_str().unwrap().to_owned();
         let list_path = claims(&old)["status"]["status_list"]["uri"].as_str().unwrap().strip_prefix(ORIGIN).unwrap().to_owned();
         assert_eq!(header(&app.get(&list_path).await.text)["kid"], old_kid.as_str());
-        app.cli(&["keys", "rotate"]).await.unwrap();
+        app.cli(&["keys", "rotate", "--now"]).await.unwrap();
         app.state.refresh_shared().await.unwrap();
         let new = app.mint(&app.client, &device).await.body["license"].as_str().unwrap().to_owned();
         let new_kid = header(&new)["kid"].as_str().unwrap().to_owned();
@@ -267,6 +267,42 @@ on_both_databases! {
         assert_eq!(kids, vec![new_kid]);
         assert_eq!(app.premium(&old, &device).await.status, StatusCode::UNAUTHORIZED);
         assert_eq!(app.premium(&new, &device).await.status, StatusCode::OK);
+    }
+
+    async fn a_rotated_key_is_announced_and_pinned_before_it_signs(app) {
+        premium_user(&app, "ann").await;
+        let device = DeviceKey::ed25519();
+        let kid_of = |reply: &crate::helpers::Reply| header(reply.body["license"].as_str().unwrap())["kid"].as_str().unwrap().to_owned();
+        let kids = |v: &Value| -> Vec<String> { v.as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect() };
+        let old_kid = kid_of(&app.mint(&app.client, &device).await);
+        let before = app.get("/latchkey-keys.json").await;
+        assert_eq!(before.status, StatusCode::OK);
+        assert_eq!(before.headers["cache-control"], "no-cache");
+        assert_eq!(kids(&before.body["keys"]), vec![old_kid.clone()]);
+        assert_eq!(kids(&before.body["next"]), Vec::<String>::new());
+
+        // Default rotation: published and pinned now, signing only later.
+        app.cli(&["keys", "rotate"]).await.unwrap();
+        app.state.refresh_shared().await.unwrap();
+        let pins = app.get("/latchkey-keys.json").await;
+        assert_eq!(kids(&pins.body["keys"]), vec![old_kid.clone()]);
+        let next = kids(&pins.body["next"]);
+        assert_eq!(next.len(), 1);
+        let new_kid = next[0].clone();
+        assert_ne!(new_kid, old_kid);
+        assert_ne!(pins.body["version"], before.body["version"], "the manifest version follows its keys");
+        let published = kids(&app.get("/.well-known/jwks.json").await.body["keys"]);
+        assert_eq!(published, vec![old_kid.clone(), new_kid.clone()], "the signing key first, the announced one published too");
+        assert_eq!(kid_of(&app.mint(&app.client, &device).await), old_kid, "an announced key does not sign yet");
+
+        // Its time comes (moved forward here rather than waited for).
+        let sql = format!("UPDATE signing_keys SET signs_from = 1 WHERE kid = '{new_kid}' RETURNING CAST(1 AS BIGINT)");
+        assert_eq!(app.scalar(&sql).await, 1);
+        app.state.refresh_shared().await.unwrap();
+        assert_eq!(kid_of(&app.mint(&app.client, &device).await), new_kid);
+        let pins = app.get("/latchkey-keys.json").await;
+        assert_eq!(kids(&pins.body["keys"]), vec![new_kid.clone(), old_kid.clone()]);
+        assert_eq!(kids(&pins.body["next"]), Vec::<String>::new());
     }
 
     async fn the_cli_verifies_a_license_against_a_jwks_file(app) {

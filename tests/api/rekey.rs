@@ -74,9 +74,9 @@ async fn app_with_keys(db: Db) -> (TestApp, String) {
     let minted = app.mint(&app.client, &DeviceKey::es256()).await;
     assert_eq!(minted.status, StatusCode::CREATED, "{}", minted.text);
     let license = minted.body["license"].as_str().unwrap().to_owned();
-    app.cli(&["keys", "rotate"]).await.unwrap();
+    app.cli(&["keys", "rotate", "--now"]).await.unwrap();
     let middle = sealed(&app).await[1].0.clone();
-    app.cli(&["keys", "rotate"]).await.unwrap();
+    app.cli(&["keys", "rotate", "--now"]).await.unwrap();
     app.cli(&["keys", "retire", &middle]).await.unwrap();
     assert_eq!(sealed(&app).await.len(), 3);
     (app, license)

@@ -216,7 +216,7 @@ async fn two_instances_on_one_postgres_behave_as_one_service() {
 
     // A key rotation done on A's side reaches B without a restart.
     let kid_before = claims_header(&license);
-    cli(dir.path(), &url, &["keys", "rotate"]);
+    cli(dir.path(), &url, &["keys", "rotate", "--now"]);
     let took = within(Duration::from_secs(5), || async {
         let jwks: Value = browser
             .get(b.url("/.well-known/jwks.json"))

@@ -384,7 +384,7 @@ async fn make_fixture(db: Db) {
             true,
         )
         .await;
-    app.cli(&["keys", "rotate"]).await.unwrap();
+    app.cli(&["keys", "rotate", "--now"]).await.unwrap();
     app.state.refresh_shared().await.unwrap();
     m.mint("alice", DeviceKey::ed25519(), "alice, second key", true)
         .await;

@@ -24,7 +24,7 @@ h.suite('device clock', {}, (s) => {
     try {
       await page.clock.setFixedTime(new Date(Date.now() - 2 * HOUR));
       await page.reload();
-      await h.expectVerdict(page, 'Locked: clock moved back');
+      await h.expectLocked(page, 'clock moved back');
       // Putting the clock right again unlocks.
       await page.clock.setFixedTime(new Date());
       await page.reload();
@@ -40,7 +40,7 @@ h.suite('device clock', {}, (s) => {
       const { claims } = await h.storedLicense(page);
       await page.clock.setFixedTime(new Date((claims.exp + 120) * 1000));
       await page.reload();
-      await h.expectVerdict(page, 'Locked: expired');
+      await h.expectLocked(page, 'expired');
     } finally {
       await context.close();
     }
@@ -61,7 +61,7 @@ h.suite('device clock', {}, (s) => {
       await h.expectVerdict(page, 'Premium unlocked');
       await page.clock.setFixedTime(new Date((claims.iat + 7 * 24 * 3600 + 3600) * 1000));
       await page.reload();
-      await h.expectVerdict(page, 'Locked: check-in required');
+      await h.expectLocked(page, 'check-in required');
       await h.expectText(page, 'Online, but the revocation list could not be loaded');
     } finally {
       await context.close();

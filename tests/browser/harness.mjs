@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe } from 'node:test';
 import { chromium } from 'playwright-core';
+import { MESSAGES } from '../../static/latchkey-messages.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = process.env.LATCHKEY_BIN ?? join(ROOT, 'target/debug/latchkey');
@@ -175,17 +176,79 @@ export async function credentialsOn(cdp, authenticatorId) {
 
 // ------------------------------------------------------------------------------ page helpers
 
+/** The premium gate's summary (a live region named after the entitlement). */
 export const premiumArea = (page) => page.getByRole('status', { name: 'Premium', exact: true });
+
+/** The sentence a person reads for a reason code (the default English messages). */
+export const sentence = (key, context = {}) => {
+  const m = MESSAGES[key];
+  return typeof m === 'function' ? m(context) : m;
+};
+
+/** What the page shows in its alerts and status lines, for failure messages. */
+async function shownMessages(page) {
+  return page
+    .locator('[role="alert"]:not([hidden]), [role="status"]')
+    .allTextContents()
+    .then((all) => all.map((t) => t.trim()).filter(Boolean).join(' | '))
+    .catch(() => '(no page)');
+}
 
 /** Waits until the premium verdict reads exactly `text`. */
 export async function expectVerdict(page, text, timeout = 15_000) {
   try {
     await premiumArea(page).getByText(text, { exact: true }).waitFor({ timeout });
   } catch (error) {
-    const shown = await page.locator('#verdict').textContent().catch(() => '(no page)');
-    const problem = await page.locator('#error').textContent().catch(() => '');
-    throw new Error(`expected verdict "${text}", page shows "${shown}"${problem ? ` (error: ${problem})` : ''}`, { cause: error });
+    throw new Error(`expected verdict "${text}", page shows: ${await shownMessages(page)}`, { cause: error });
   }
+}
+
+/**
+ * Waits until the premium gate is locked for `reason` (its reason code) and shows that
+ * reason's sentence, with its content hidden.
+ */
+export async function expectLocked(page, reason, timeout = 15_000) {
+  try {
+    await page.locator(`latchkey-gate[state="locked"][reason="${reason}"]`).waitFor({ state: 'attached', timeout });
+    await premiumArea(page).getByText(sentence(reason), { exact: true }).waitFor({ timeout: 2_000 });
+    await premiumArea(page).getByText('Premium locked', { exact: true }).waitFor({ timeout: 2_000 });
+  } catch (error) {
+    throw new Error(`expected a lock for "${reason}", page shows: ${await shownMessages(page)}`, { cause: error });
+  }
+  if (await page.locator('latchkey-gate .premium-content').isVisible()) throw new Error('premium content is visible while locked');
+}
+
+/** A first visit (no account, no license): a next step, not a lock. */
+export async function expectSignInPrompt(page, timeout = 15_000) {
+  try {
+    await page.locator('latchkey-gate[state="signed-out"]').waitFor({ state: 'attached', timeout });
+    await premiumArea(page).getByText('Sign in to use Premium', { exact: true }).waitFor({ timeout: 2_000 });
+    await premiumArea(page).getByText(sentence('signed out'), { exact: true }).waitFor({ timeout: 2_000 });
+  } catch (error) {
+    throw new Error(`expected the sign-in prompt, page shows: ${await shownMessages(page)}`, { cause: error });
+  }
+}
+
+/**
+ * Nobody is signed in on the page: the sign-in form is offered (the Username field), and no
+ * "Signed in as …" nor "Sign out" is shown.
+ */
+export async function expectSignedOut(page, timeout = 15_000) {
+  try {
+    await page.getByRole('textbox', { name: 'Username' }).waitFor({ timeout });
+    await page.getByText(/^Signed in as /).first().waitFor({ state: 'hidden', timeout });
+    await page.getByRole('button', { name: 'Sign out', exact: true }).first().waitFor({ state: 'hidden', timeout });
+  } catch (error) {
+    throw new Error(`expected nobody signed in, page shows: ${await shownMessages(page)}`, { cause: error });
+  }
+}
+
+/** Fetches a new license now, through the page's shared client (what a sync does when one is due). */
+export async function fetchLicenseNow(page) {
+  await page.evaluate(async () => {
+    const { client } = await import('/latchkey-elements.js');
+    await client().fetchLicense();
+  });
 }
 
 /** Waits for any text on the page, failing with what the page shows instead. */
@@ -193,10 +256,18 @@ export async function expectText(page, text, timeout = 15_000) {
   try {
     await page.getByText(text, { exact: true }).first().waitFor({ timeout });
   } catch (error) {
-    const problem = await page.locator('#error').textContent().catch(() => '');
-    const activity = await page.locator('#activity').textContent().catch(() => '');
-    throw new Error(`expected "${text}"; activity "${activity}", error "${problem}"`, { cause: error });
+    throw new Error(`expected "${text}"; page shows: ${await shownMessages(page)}`, { cause: error });
   }
+}
+
+/**
+ * Playwright's offline emulation does not reach a document loaded while offline: its
+ * navigator.onLine reads true (BROWSER-TESTS.md). Saying it again over the page's own CDP
+ * session does, as a real offline browser would (an 'offline' event, navigator.onLine false).
+ * `offline: false` undoes it (call it before context.setOffline(false)).
+ */
+export async function emulateOffline(cdp, offline = true) {
+  await cdp.send('Network.emulateNetworkConditions', { offline, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
 }
 
 export async function waitForServiceWorker(page) {
@@ -222,17 +293,17 @@ export async function register(page, username) {
 }
 
 /**
- * The issue's main path: create a passkey, grant premium with the CLI, sign in, get a
- * license, and wait for "Premium unlocked" and for the service worker to control the page
- * (so that the page can go offline right after).
+ * The issue's main path: create a passkey (which signs in and fetches a license without
+ * premium), grant premium with the CLI, press "Check again" (one sync: the license is
+ * replaced by one with premium), and wait for "Premium unlocked" and for the service worker to
+ * control the page (so that the page can go offline right after).
  */
 export async function premiumUser(page, server, username, { serviceWorker = true } = {}) {
   await page.goto(server.origin);
   await register(page, username);
+  await expectLocked(page, 'missing entitlement');
   await server.admin('grant', username, 'premium');
-  await clickAndSettle(page, 'Sign in with passkey');
-  await expectText(page, `Signed in as ${username}`);
-  await clickAndSettle(page, 'Get offline license');
+  await clickAndSettle(page, 'Check again');
   await expectVerdict(page, 'Premium unlocked');
   if (serviceWorker) await waitForServiceWorker(page);
 }

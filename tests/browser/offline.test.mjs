@@ -10,7 +10,7 @@ import * as h from './harness.mjs';
 h.suite('offline license', {}, (s) => {
 
   test('premium stays unlocked offline on a reload served by the service worker', h.TEST, async () => {
-    const { context, page } = await h.newDevice(s.browser);
+    const { context, page, cdp } = await h.newDevice(s.browser);
     try {
       await h.premiumUser(page, s.server, 'olivia');
       await context.setOffline(true);
@@ -18,9 +18,11 @@ h.suite('offline license', {}, (s) => {
       assert.equal(response.fromServiceWorker(), true, 'the offline page comes from the service worker');
       assert.equal(await page.evaluate(() => fetch('/api/me').then(() => 'reached', () => 'failed')), 'failed');
       await h.expectVerdict(page, 'Premium unlocked');
+      await h.emulateOffline(cdp);
       await h.expectText(page, 'Offline');
+      await h.expectText(page, h.sentence('connection.offline.sentence'));
       const area = await h.premiumArea(page).textContent();
-      assert.match(area, /License expires /);
+      assert.match(area, /License valid until /);
     } finally {
       await context.close();
     }
@@ -37,7 +39,7 @@ h.suite('offline license', {}, (s) => {
       await h.writeKv(page, { [`license:${sub}`]: { token: `${header}.${edited}.${signature}`, storedAt: Date.now() } });
       await context.setOffline(true);
       await page.reload();
-      await h.expectVerdict(page, 'Locked: signature invalid');
+      await h.expectLocked(page, 'signature invalid');
     } finally {
       await context.close();
     }
@@ -51,14 +53,14 @@ h.suite('offline license', {}, (s) => {
       // iat has one-second resolution: wait for the service's next second (same machine clock).
       const nextSecond = (older.claims.iat + 1) * 1000 - Date.now();
       if (nextSecond > 0) await new Promise((r) => setTimeout(r, nextSecond + 20));
-      await h.clickAndSettle(page, 'Get offline license');
+      await h.fetchLicenseNow(page);
       const newer = await h.storedLicense(page);
       assert.ok(newer.claims.iat > older.claims.iat, 'a newer license was stored');
       await h.expectVerdict(page, 'Premium unlocked');
       await h.writeKv(page, { [`license:${older.sub}`]: { token: older.token, storedAt: Date.now() } });
       await context.setOffline(true);
       await page.reload();
-      await h.expectVerdict(page, 'Locked: older license');
+      await h.expectLocked(page, 'older license');
     } finally {
       await context.close();
     }
@@ -79,10 +81,10 @@ h.suite('offline license', {}, (s) => {
 
       // 1. The records alone: this profile has no device key.
       await second.page.goto(s.server.origin);
-      await h.expectVerdict(second.page, 'Locked: no license');
+      await h.expectSignInPrompt(second.page);
       await h.writeKv(second.page, copied);
       await second.page.reload();
-      await h.expectVerdict(second.page, 'Locked: bound to another device');
+      await h.expectLocked(second.page, 'bound to another device');
 
       // 2. This profile's own device key: another thumbprint.
       await second.page.evaluate(async () => {
@@ -90,7 +92,7 @@ h.suite('offline license', {}, (s) => {
         await createLatchkey().ensureDeviceKey();
       });
       await second.page.reload();
-      await h.expectVerdict(second.page, 'Locked: bound to another device');
+      await h.expectLocked(second.page, 'bound to another device');
 
       // 3. The first device's public key record spliced in: the thumbprint matches, but the
       //    private key here cannot sign for it.
@@ -105,7 +107,7 @@ h.suite('offline license', {}, (s) => {
         open.result.close();
       }, device.publicJwk);
       await second.page.reload();
-      await h.expectVerdict(second.page, 'Locked: bound to another device');
+      await h.expectLocked(second.page, 'bound to another device');
 
       // The original device still has premium.
       await first.page.reload();
@@ -125,10 +127,10 @@ h.suite('offline license', {}, (s) => {
       await h.expectText(page, 'Signed in as sasha (offline)');
       await h.clickAndSettle(page, 'Sign out');
       await h.expectText(page, "Signed out on this device. You're offline: the service is told as soon as you're back online.");
-      await h.expectText(page, 'Not signed in');
-      await h.expectVerdict(page, 'Locked: no license');
+      await h.expectSignedOut(page);
+      await h.expectSignInPrompt(page);
       await page.reload();
-      await h.expectText(page, 'Not signed in');
+      await h.expectSignedOut(page);
 
       // A shared tablet: the next person has no passkey here (the virtual authenticator would
       // otherwise answer the page's autofill request by itself).
@@ -141,7 +143,7 @@ h.suite('offline license', {}, (s) => {
       await context.setOffline(false);
       await page.reload();
       await h.expectText(page, 'Online');
-      await h.expectText(page, 'Not signed in');
+      await h.expectSignedOut(page);
       assert.equal(calls[0], 'POST /api/logout', calls.join(', '));
       assert.equal(await page.evaluate(() => fetch('/api/me').then((r) => r.status)), 401);
       assert.equal(await h.readKv(page, 'pendingSignOut'), undefined, 'nothing left to send');

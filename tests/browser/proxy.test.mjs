@@ -99,7 +99,7 @@ for (const { name, program, start } of PROXIES) {
     });
 
     test('passkey, license, offline reload and sign-out through the proxy', { timeout: 60_000 }, async () => {
-      const { context, page } = await h.newDevice(browser);
+      const { context, page, cdp } = await h.newDevice(browser);
       const latchkey = `${proxy.origin}${BASE}`;
       try {
         const response = await page.goto(`${latchkey}/`);
@@ -118,14 +118,17 @@ for (const { name, program, start } of PROXIES) {
 
         await server.admin('grant', 'proxied', 'premium');
         await server.admin('promote', 'proxied');
-        // A client that writes its own X-Forwarded-For does not choose its address.
+        // A client that writes its own X-Forwarded-For does not choose its address. Signing
+        // out arms autofill, which the virtual authenticator answers at once: a sign-in.
         await context.setExtraHTTPHeaders({ 'x-forwarded-for': '203.0.113.9' });
-        await h.clickAndSettle(page, 'Sign in with passkey');
+        const signin = page.waitForResponse(`${latchkey}/api/login/finish`);
+        await h.clickAndSettle(page, 'Sign out');
+        assert.equal((await signin).status(), 200);
+        await h.expectText(page, 'Signed in as proxied.');
         await context.setExtraHTTPHeaders({});
-        await h.expectText(page, 'Signed in as proxied');
 
-        // The DPoP proof names https://localhost:PORT/auth/api/licenses, what the browser sees.
-        await h.clickAndSettle(page, 'Get offline license');
+        // The sign-in's sync fetched a license; its DPoP proof names
+        // https://localhost:PORT/auth/api/licenses, what the browser sees.
         await h.expectVerdict(page, 'Premium unlocked');
         const { claims } = await h.storedLicense(page);
         assert.equal(claims.iss, proxy.origin);
@@ -164,8 +167,10 @@ for (const { name, program, start } of PROXIES) {
         assert.equal(offline.fromServiceWorker(), true, 'served by the service worker under the base path');
         assert.equal(await page.evaluate((u) => fetch(u).then(() => 'reached', () => 'failed'), `${latchkey}/api/me`), 'failed');
         await h.expectVerdict(page, 'Premium unlocked');
+        await h.emulateOffline(cdp);
         await h.expectText(page, 'Offline');
 
+        await h.emulateOffline(cdp, false);
         await context.setOffline(false);
         await page.reload();
         await h.expectText(page, 'Signed in as proxied');

@@ -518,6 +518,54 @@ describe('base path (LATCHKEY_BASE_PATH)', T, () => {
   });
 });
 
+describe('messages', () => {
+  test('every reason check() can give has a full sentence, and so does every connection state', () => {
+    for (const reason of [...Object.values(lk.REASONS), 'signed out']) {
+      const text = lk.renderMessage(undefined, reason);
+      assert.notEqual(text, reason, `${reason} has a message`);
+      assert.match(text, /^[A-Z].*[.…]$/, `${reason}: "${text}" is a sentence`);
+    }
+    for (const state of ['online', 'offline', 'unreachable', 'error', 'unknown']) {
+      assert.match(lk.renderMessage(undefined, `connection.${state}.sentence`), /^[A-Z].*[.…]$/);
+    }
+  });
+
+  test('an app replaces a message with a string or a function; the rest stay', () => {
+    const messages = { expired: 'Abgelaufen.', 'no-passkey': ({ username }) => `Kein Passkey für ${username}.` };
+    assert.equal(lk.renderMessage(messages, 'expired'), 'Abgelaufen.');
+    assert.equal(lk.renderMessage(messages, 'no-passkey', { username: 'ada' }), 'Kein Passkey für ada.');
+    assert.equal(lk.renderMessage(messages, 'revoked'), lk.MESSAGES.revoked);
+    assert.equal(lk.renderMessage(messages, 'no such key', {}, 'Fallback.'), 'Fallback.');
+  });
+});
+
+describe('requests', () => {
+  test('a request that never answers gives up after the timeout: unreachable, while the browser says online', async () => {
+    const hanging = (_url, init) =>
+      new Promise((_resolve, reject) => init.signal.addEventListener('abort', () => reject(init.signal.reason), { once: true }));
+    const client = lk.createLatchkey({ origin: 'https://id.example', rpId: 'id.example', fetch: hanging, timeout: 50, keysUrl: null, dbName: 'unused' });
+    await assert.rejects(client.me(), (e) => e instanceof lk.LatchkeyError && e.code === 'unreachable' && e.message === lk.MESSAGES.unreachable);
+    assert.equal(client.connection(), 'unreachable');
+  });
+
+  test("the caller's AbortSignal ends a request as an AbortError", async () => {
+    const hanging = (_url, init) =>
+      new Promise((_resolve, reject) => init.signal.addEventListener('abort', () => reject(init.signal.reason), { once: true }));
+    const client = lk.createLatchkey({ origin: 'https://id.example', rpId: 'id.example', fetch: hanging, keysUrl: null, dbName: 'unused' });
+    const controller = new AbortController();
+    const pending = client.me({ signal: controller.signal });
+    controller.abort();
+    await assert.rejects(pending, (e) => e.name === 'AbortError');
+  });
+
+  test('a 5xx answer is "the service answered with an error"', async () => {
+    const failing = async () => new Response('down', { status: 503, headers: { date: new Date().toUTCString() } });
+    const client = lk.createLatchkey({ origin: 'https://id.example', rpId: 'id.example', fetch: failing, keysUrl: null, dbName: 'unused' });
+    await assert.rejects(client.me(), (e) => e.code === 'service-error' && /answered with an error \(503\)/.test(e.message));
+    assert.equal(client.connection(), 'error');
+  });
+});
+
 describe('check-in (chk)', T, () => {
   const DAY = 86400;
 
