@@ -224,7 +224,12 @@ export function createLatchkey(options = {}) {
     const clock = setTimeout(() => timer.abort(new DOMException('The service did not answer in time.', 'TimeoutError')), timeout);
     const signal = init.signal ? anySignal([init.signal, timer.signal]) : timer.signal;
     // A sign-out made offline reaches the service before anything else uses the session.
-    if (sessionApi(url) && !url.startsWith(`${origin}${base}/api/logout`)) await flushFirst(signal);
+    // Until it has, nothing that uses the session is sent.
+    if (sessionApi(url) && !url.startsWith(`${origin}${base}/api/logout`) && !(await flushFirst(signal))) {
+      clearTimeout(clock);
+      const code = globalThis.navigator?.onLine === false ? 'offline' : 'unreachable';
+      throw new LatchkeyError(say(code), { code });
+    }
     // Requests that use the session go one at a time: the service saves the whole session
     // after each, so two at once could lose what the other wrote (a ceremony, say).
     const release = sessionApi(url) ? await takeTurn(signal) : () => {};
@@ -260,14 +265,17 @@ export function createLatchkey(options = {}) {
   }
 
   let flushing = null;
-  /** Sends a pending offline sign-out first (once, shared by concurrent callers). */
+  /**
+   * Sends a pending offline sign-out first (once, shared by concurrent callers); true when
+   * none is pending any more.
+   */
   async function flushFirst(signal) {
     flushing ??= flushSignOut({ signal })
       .catch(() => false)
       .finally(() => {
         flushing = null;
       });
-    await flushing;
+    return flushing;
   }
 
   let turn = Promise.resolve();
