@@ -315,6 +315,20 @@ async fn commit_postgres(pool: &PgPool, items: &[&Item]) -> Result<Vec<Result<Ou
 }
 
 impl Store {
+    /// Queues a write for the group commit and waits until it has committed.
+    ///
+    /// On PostgreSQL a mint runs in the caller's task instead, in a transaction
+    /// of its own on the pool (the same statements, the same savepoint): there
+    /// the pool runs mints side by side, where the one writer task would
+    /// serialise them behind each batch's commit round trip.
+    pub(crate) async fn submit_write(&self, item: Item) -> Result<Outcome> {
+        if let (Item::Mint(_), Backend::Postgres(pool)) = (&item, self.writer()) {
+            let mut results = commit_postgres(pool, &[&item]).await?;
+            return results.pop().unwrap_or(Ok(Outcome::Done));
+        }
+        self.queue.submit(item).await
+    }
+
     /// Runs one statement through the group commit; the rows it changed.
     ///
     /// On PostgreSQL a lone statement goes straight to the pool: there every

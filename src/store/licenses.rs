@@ -265,7 +265,7 @@ impl Store {
             license: OwnedLicense::from(&license),
             audit: OwnedAuditEvent::from(audit),
         };
-        match self.queue.submit(Item::Mint(Box::new(item))).await {
+        match self.submit_write(Item::Mint(Box::new(item))).await {
             Ok(Outcome::Done | Outcome::Rows(_)) => Ok(()),
             Ok(Outcome::Replay) => Err(MintError::Replay),
             Ok(Outcome::Revoked) => Err(MintError::Revoked),
