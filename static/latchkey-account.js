@@ -118,14 +118,15 @@ export class LatchkeyAccount extends LatchkeyElement {
     if (!devices.length) this.deviceList.append(h('li', { part: 'item' }, this.say('devices.none')));
   }
 
-  deviceItem(device) {
-    const name = device.name;
-    const title = device.id === this.ownDevice ? `${name} (this device)` : name;
-    const count = device.active_licenses ?? 0;
-    const licenses = count === 1 ? '1 active license' : `${count} active licenses`;
-    const inputId = nextId('latchkey-device-name');
+  /**
+   * The rename form of a passkey or device called `name`: an empty name is refused here,
+   * `save(next, signal)` asks the service. Its label reads "New name for ${name}" for a
+   * passkey and "New name for device ${name}" for a device.
+   */
+  renameForm(name, kind, save) {
+    const inputId = nextId(`latchkey-${kind}-name`);
     const input = h('input', { id: inputId, part: 'input', type: 'text', maxLength: 64, required: true, value: name });
-    const rename = h('form', {
+    const form = h('form', {
       class: 'rename',
       onsubmit: (event) => {
         event.preventDefault();
@@ -136,17 +137,27 @@ export class LatchkeyAccount extends LatchkeyElement {
           return;
         }
         this.run(`Renaming ${name}…`, async (signal) => {
-          await this.latchkey.renameDevice(device.id, next, { signal });
+          await save(next, signal);
           this.me = null;
           return this.say('done.renamed', { name: next });
         });
       },
     });
-    rename.append(
-      h('label', { for: inputId, part: 'label' }, `New name for device ${name}`),
+    const label = kind === 'device' ? `New name for device ${name}` : `New name for ${name}`;
+    form.append(
+      h('label', { for: inputId, part: 'label' }, label),
       input,
-      h('button', { type: 'submit', part: 'button', 'aria-label': `Rename device ${name}` }, 'Rename'),
+      h('button', { type: 'submit', part: 'button', 'aria-label': `Rename ${kind} ${name}` }, 'Rename'),
     );
+    return form;
+  }
+
+  deviceItem(device) {
+    const name = device.name;
+    const title = device.id === this.ownDevice ? `${name} (this device)` : name;
+    const count = device.active_licenses ?? 0;
+    const licenses = count === 1 ? '1 active license' : `${count} active licenses`;
+    const rename = this.renameForm(name, 'device', (next, signal) => this.latchkey.renameDevice(device.id, next, { signal }));
     const remove = h('button', { type: 'button', part: 'button danger', class: 'danger', 'aria-label': `Remove device ${title}` }, 'Remove');
     const confirm = h('button', { type: 'button', part: 'button danger', class: 'danger', hidden: true, 'aria-label': `Yes, remove device ${title}` }, 'Yes, remove');
     const keep = h('button', { type: 'button', part: 'button', hidden: true }, 'Keep it');
@@ -204,30 +215,7 @@ export class LatchkeyAccount extends LatchkeyElement {
     const name = passkey.name || `Passkey ${index + 1}`;
     const sync = passkey.backup_state ? 'synced' : passkey.backup_eligible ? 'can sync' : 'this device only';
     const keeper = passkey.provider && passkey.provider !== name ? ` · kept by ${passkey.provider}` : '';
-    const inputId = nextId('latchkey-passkey-name');
-    const input = h('input', { id: inputId, part: 'input', type: 'text', maxLength: 64, required: true, value: name });
-    const rename = h('form', {
-      class: 'rename',
-      onsubmit: (event) => {
-        event.preventDefault();
-        const next = input.value.trim();
-        if (!next) {
-          this.showAlert(this.say('need.name'));
-          input.focus();
-          return;
-        }
-        this.run(`Renaming ${name}…`, async (signal) => {
-          await this.latchkey.renamePasskey(passkey.id, next, { signal });
-          this.me = null;
-          return this.say('done.renamed', { name: next });
-        });
-      },
-    });
-    rename.append(
-      h('label', { for: inputId, part: 'label' }, `New name for ${name}`),
-      input,
-      h('button', { type: 'submit', part: 'button', 'aria-label': `Rename passkey ${name}` }, 'Rename'),
-    );
+    const rename = this.renameForm(name, 'passkey', (next, signal) => this.latchkey.renamePasskey(passkey.id, next, { signal }));
     const actions = h('div', { class: 'actions' });
     if (only) {
       actions.append(h('p', { class: 'hint', part: 'hint' }, this.say('last-passkey')));
