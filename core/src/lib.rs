@@ -22,4 +22,4 @@ pub mod verify;
 
 pub use claims::{Audience, Confirmation, LicenseClaims, StatusClaim, StatusRef, LICENSE_TYP};
 pub use jws::{sign_jwt, JwkSet, JwksError, PublishedJwk, PublishedJwkSet};
-pub use verify::{Verifier, VerifyError, LEEWAY_SECS};
+pub use verify::{check_time, Verifier, VerifyError, LEEWAY_SECS};

@@ -52,6 +52,16 @@ pub struct Verifier {
 impl Verifier {
     /// Verifies a license at time `now` (Unix seconds) and returns its claims.
     pub fn verify(&self, token: &str, now: i64) -> Result<LicenseClaims, VerifyError> {
+        let claims = self.verify_signed(token)?;
+        check_time(&claims, now)?;
+        Ok(claims)
+    }
+
+    /// Everything about a license that does not depend on the time: its
+    /// header, signature, claim types, issuer and audience. A caller that
+    /// keeps the result for the same token must still [`check_time`] it at
+    /// each use.
+    pub fn verify_signed(&self, token: &str) -> Result<LicenseClaims, VerifyError> {
         let claims: LicenseClaims = typed_claims(verify_jws(token, LICENSE_TYP, &self.jwks)?)?;
         if claims.iss != self.issuer {
             return Err(VerifyError::WrongIssuer);
@@ -59,14 +69,20 @@ impl Verifier {
         if !claims.aud.contains(&self.audience) {
             return Err(VerifyError::WrongAudience);
         }
-        if now > claims.exp.saturating_add(LEEWAY_SECS) {
-            return Err(VerifyError::Expired);
-        }
-        if now.saturating_add(LEEWAY_SECS) < claims.not_before() {
-            return Err(VerifyError::NotYetValid);
-        }
         Ok(claims)
     }
+}
+
+/// Whether a license is valid at `now` (Unix seconds), with [`LEEWAY_SECS`]
+/// either side.
+pub fn check_time(claims: &LicenseClaims, now: i64) -> Result<(), VerifyError> {
+    if now > claims.exp.saturating_add(LEEWAY_SECS) {
+        return Err(VerifyError::Expired);
+    }
+    if now.saturating_add(LEEWAY_SECS) < claims.not_before() {
+        return Err(VerifyError::NotYetValid);
+    }
+    Ok(())
 }
 
 /// Reads verified claims into their type, naming the claim that is missing or

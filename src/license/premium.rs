@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use latchkey_core::dpop::{ath, DpopError};
+use latchkey_core::LicenseClaims;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -30,6 +31,22 @@ fn invalid_token(detail: &str) -> AppError {
         detail: detail.to_owned(),
         nonce: None,
     }
+}
+
+/// Whether a license is still in force: its status-list entry, from memory
+/// (every revocation, a disabled user's included, sets that entry); a license
+/// without one of this service's entries is looked up in the database.
+async fn in_force(state: &AppState, claims: &LicenseClaims) -> Result<bool> {
+    let listed = claims.status_ref().and_then(|status| {
+        let id: i64 = status.uri.rsplit_once('/')?.1.parse().ok()?;
+        (state.settings.status_list_uri(id) == status.uri).then_some((id, status.idx))
+    });
+    if let Some((id, idx)) = listed {
+        if let Some(revoked) = state.status.is_revoked(&state.store, id, idx).await? {
+            return Ok(!revoked);
+        }
+    }
+    Ok(state.store.license_in_force(&claims.jti).await?)
 }
 
 #[utoipa::path(
@@ -73,10 +90,10 @@ pub(crate) async fn example(
         Some(&ath(token)),
         At::Resource,
     )?;
-    let keyring = state.keys.load();
-    let claims = keyring
-        .verifier
-        .verify(token, now())
+    let claims = state
+        .keys
+        .load()
+        .verify_license(token, now())
         .map_err(|e| invalid_token(&format!("The license was refused: {e}.")))?;
     if claims.jkt() != proof.jkt {
         return Err(invalid_token(
@@ -90,7 +107,7 @@ pub(crate) async fn example(
             "This license does not carry the premium entitlement.",
         ));
     }
-    if !state.store.license_in_force(&claims.jti).await? {
+    if !in_force(&state, &claims).await? {
         return Err(invalid_token("This license has been revoked."));
     }
     if !state
@@ -102,7 +119,7 @@ pub(crate) async fn example(
     }
     Ok(Json(Premium {
         message: "Premium content unlocked".into(),
-        user_id: claims.sub,
+        user_id: claims.sub.clone(),
         license_expires_at: Time(claims.exp),
     }))
 }

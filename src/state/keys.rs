@@ -1,7 +1,9 @@
 //! Ed25519 signing keys: generated on first start, stored sealed under the
 //! key-encryption key (KEK), rotated with overlap, published as a JWK set.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -12,7 +14,9 @@ use rand::RngCore;
 use zeroize::Zeroizing;
 
 use latchkey_core::jose::{b64, unb64};
-use latchkey_core::{JwkSet, PublishedJwk, PublishedJwkSet, Verifier};
+use latchkey_core::{
+    check_time, JwkSet, LicenseClaims, PublishedJwk, PublishedJwkSet, Verifier, VerifyError,
+};
 
 use crate::store::audit::AuditEvent;
 use crate::store::keys::KeyRow;
@@ -175,6 +179,8 @@ pub struct Keyring {
     pub pins: axum::body::Bytes,
     /// Verifies licenses against the published keys.
     pub verifier: Verifier,
+    /// Licenses this keyring has already verified (see [`Keyring::verify_license`]).
+    verified: VerifiedLicenses,
     pub version: (i64, i64, i64),
     /// When an announced key starts signing: the keyring must be loaded again then.
     pub next_change: Option<i64>,
@@ -304,11 +310,49 @@ impl Keyring {
             jwks,
             pins,
             verifier,
+            verified: VerifiedLicenses::default(),
             version,
             next_change,
         })
     }
+
+    /// Verifies a license presented to this service. A device presents the
+    /// same license on every call, so the signature, issuer and audience of a
+    /// token are checked once per keyring (a reloaded keyring, after a key
+    /// change, starts empty) and only its time at each use.
+    pub fn verify_license(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Arc<LicenseClaims>, VerifyError> {
+        use sha2::{Digest, Sha256};
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let known = self.verified.0.lock().ok().and_then(|m| m.get(&digest).cloned());
+        let claims = match known {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.verifier.verify_signed(token)?);
+                if let Ok(mut map) = self.verified.0.lock() {
+                    if map.len() >= VERIFIED_LICENSES_MAX {
+                        map.clear();
+                    }
+                    map.insert(digest, claims.clone());
+                }
+                claims
+            }
+        };
+        check_time(&claims, now)?;
+        Ok(claims)
+    }
 }
+
+/// How many verified licenses a keyring remembers; when full, it starts over.
+const VERIFIED_LICENSES_MAX: usize = 4096;
+
+/// Verified licenses' claims by the SHA-256 of the token. Only tokens that
+/// verified are kept, so a flood of bad ones cannot fill it.
+#[derive(Default)]
+struct VerifiedLicenses(Mutex<HashMap<[u8; 32], Arc<LicenseClaims>>>);
 
 /// The manifest of pinned keys; its version is a digest of the kids it lists.
 fn pinned_keys(published: &[(String, VerifyingKey)], announced: &[String]) -> PinnedKeys {

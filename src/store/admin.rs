@@ -2,7 +2,7 @@
 
 use super::audit::Event;
 use super::users::{Role, User, UserRow};
-use super::{dispatch, Result, Store};
+use super::{read, Result, Store};
 
 /// A user in a list, with the cursor key and their number of passkeys.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ impl Store {
                    FROM users u WHERE ($1 IS NULL OR u.username_key LIKE $1 ESCAPE '\\' OR u.id = $2) \
                    AND ($3 IS NULL OR u.username_key > $3) AND ($5 IS NULL OR u.external_id = $5) \
                    ORDER BY u.username_key LIMIT $4";
-        let rows: Vec<SummaryRow> = dispatch!(self.reader(), p => sqlx::query_as(sql)
+        let rows: Vec<SummaryRow> = read!(self, p => sqlx::query_as(sql)
             .bind(pattern.as_deref()).bind(id).bind(after).bind(limit).bind(external_id).fetch_all(p).await)?;
         rows.into_iter()
             .map(|r| {
@@ -73,7 +73,7 @@ impl Store {
     pub async fn counts(&self, now: i64) -> Result<Counts> {
         let one = |sql: &'static str| async move {
             Ok::<i64, super::Error>(
-                dispatch!(self.reader(), p => sqlx::query_scalar::<_, i64>(sql).bind(now).fetch_one(p).await)?,
+                read!(self, p => sqlx::query_scalar::<_, i64>(sql).bind(now).fetch_one(p).await)?,
             )
         };
         Ok(Counts {
@@ -112,7 +112,7 @@ impl Store {
         let sql = "SELECT at / 86400 AS day, event, COUNT(*) FROM audit_log WHERE at >= $1 \
                    GROUP BY at / 86400, event";
         let rows: Vec<(i64, String, i64)> =
-            dispatch!(self.reader(), p => sqlx::query_as(sql).bind(since).fetch_all(p).await)?;
+            read!(self, p => sqlx::query_as(sql).bind(since).fetch_all(p).await)?;
         Ok(rows
             .into_iter()
             .filter_map(|(day, event, n)| Some((day, Event::parse(&event)?, n)))
@@ -124,7 +124,7 @@ impl Store {
     pub async fn admin_count(&self) -> Result<i64> {
         let sql = "SELECT COUNT(*) FROM users WHERE role = $1 AND disabled_at IS NULL";
         Ok(
-            dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(Role::Admin.as_str()).fetch_one(p).await)?,
+            read!(self, p => sqlx::query_scalar(sql).bind(Role::Admin.as_str()).fetch_one(p).await)?,
         )
     }
 }

@@ -1,7 +1,7 @@
 //! API keys for machines: only a hash of each secret is kept.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, spend_confirmation, transaction, Result, Store};
+use super::{dispatch, read, spend_confirmation, transaction, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiKeyRow {
@@ -72,7 +72,7 @@ impl Store {
     /// Every key, newest first (revoked ones included, for the record).
     pub async fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at DESC, id");
-        Ok(dispatch!(self.reader(), p => sqlx::query_as(&sql).fetch_all(p).await)?)
+        Ok(read!(self, p => sqlx::query_as(&sql).fetch_all(p).await)?)
     }
 
     /// The key whose secret hashes to `secret_hash`, if it is neither revoked
@@ -82,7 +82,7 @@ impl Store {
             "SELECT {COLUMNS} FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL \
              AND (expires_at IS NULL OR expires_at > $2)"
         );
-        let row: Option<ApiKeyRow> = dispatch!(self.reader(), p => sqlx::query_as(&sql)
+        let row: Option<ApiKeyRow> = read!(self, p => sqlx::query_as(&sql)
             .bind(secret_hash).bind(now).fetch_optional(p).await)?;
         if let Some(key) = &row {
             if key

@@ -1,6 +1,6 @@
 //! The append-only audit log of security events and admin actions.
 
-use super::{dispatch, Result, Store};
+use super::{dispatch, read, Result, Store};
 
 /// Declares the audit events once: the enum, its stored names and its schema.
 macro_rules! events {
@@ -146,23 +146,36 @@ pub fn clip(text: Option<&str>) -> Option<&str> {
     })
 }
 
+/// The statement that records one event; [`bind_event!`] binds its parameters.
+pub(crate) const INSERT_EVENT: &str =
+    "INSERT INTO audit_log (at, event, actor_user_id, target_user_id, target, client_addr, user_agent, detail, \
+     actor_key_id, actor_key_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// Binds an event's ten values, in [`INSERT_EVENT`]'s order, to query `$q`.
+macro_rules! bind_event {
+    ($q:expr, $e:expr, $now:expr) => {
+        $q.bind($now)
+            .bind($e.event.as_str())
+            .bind($crate::store::audit::clip($e.actor_user_id))
+            .bind($crate::store::audit::clip($e.target_user_id))
+            .bind($crate::store::audit::clip($e.target))
+            .bind($crate::store::audit::clip($e.client_addr))
+            .bind($crate::store::audit::clip($e.user_agent))
+            .bind($crate::store::audit::clip($e.detail))
+            .bind($crate::store::audit::clip($e.actor_key_id))
+            .bind($crate::store::audit::clip($e.actor_key_name))
+    };
+}
+pub(crate) use bind_event;
+
 /// The insert query for one event, bound and ready to run on any executor.
 macro_rules! insert_event {
     ($e:expr, $now:expr) => {
-        sqlx::query(
-            "INSERT INTO audit_log (at, event, actor_user_id, target_user_id, target, client_addr, user_agent, detail, \
-             actor_key_id, actor_key_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        $crate::store::audit::bind_event!(
+            sqlx::query($crate::store::audit::INSERT_EVENT),
+            $e,
+            $now
         )
-        .bind($now)
-        .bind($e.event.as_str())
-        .bind($crate::store::audit::clip($e.actor_user_id))
-        .bind($crate::store::audit::clip($e.target_user_id))
-        .bind($crate::store::audit::clip($e.target))
-        .bind($crate::store::audit::clip($e.client_addr))
-        .bind($crate::store::audit::clip($e.user_agent))
-        .bind($crate::store::audit::clip($e.detail))
-        .bind($crate::store::audit::clip($e.actor_key_id))
-        .bind($crate::store::audit::clip($e.actor_key_name))
     };
 }
 pub(crate) use insert_event;
@@ -256,7 +269,7 @@ impl Store {
                    FROM audit_log WHERE ($1 IS NULL OR target_user_id = $1 OR actor_user_id = $1) \
                    AND ($2 IS NULL OR event = $2) AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4";
         let event = event.map(Event::as_str);
-        Ok(dispatch!(self.reader(), p => sqlx::query_as(sql)
+        Ok(read!(self, p => sqlx::query_as(sql)
             .bind(user_id).bind(event).bind(before).bind(limit).fetch_all(p).await)?)
     }
 }

@@ -18,9 +18,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audit::AuditEvent;
 use super::audit::OwnedAuditEvent;
-use super::licenses::{mint_statements, MintError, NewLicense, OwnedLicense};
+use super::audit::bind_event;
+use super::licenses::{
+    bind_device, bind_license, mint_statements, shift_params, MintError, NewLicense, OwnedLicense,
+};
 use super::{Backend, Error, Result, Store};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{PgPool, SqliteConnection, SqlitePool};
 
 /// Most items committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -173,7 +176,7 @@ fn first_uses<'a>(items: &[&'a Item]) -> (Vec<(usize, &'a str, i64)>, Vec<usize>
 /// Runs the items of one batch in the open transaction `$tx`; `$proofs` is an
 /// expression that inserts the `firsts` proof ids and yields those inserted.
 macro_rules! apply {
-    ($tx:ident, $sqlite:expr, $items:expr, $firsts:ident => $proofs:expr) => {{
+    ($tx:ident, $sqlite:expr, $items:expr, $firsts:ident => $proofs:expr, $results:ident => $bulk:expr) => {{
         let items: &[&Item] = $items;
         let mut results: Vec<Result<Outcome>> =
             (0..items.len()).map(|_| Ok(Outcome::Done)).collect();
@@ -189,6 +192,11 @@ macro_rules! apply {
                 }
             }
         }
+        // The items the backend took in bulk (`$bulk` sets their outcomes).
+        let bulk: HashSet<usize> = {
+            let $results = &mut results;
+            $bulk
+        };
         for (i, item) in items.iter().enumerate() {
             match item {
                 Item::Proof { .. } => {}
@@ -216,6 +224,7 @@ macro_rules! apply {
                     };
                     results[i] = rows.map(Outcome::Rows).map_err(Error::from);
                 }
+                Item::Audit(..) if bulk.contains(&i) => {}
                 Item::Audit(event, at) => {
                     let e = event.borrowed();
                     super::audit::insert_event!(e, *at)
@@ -225,24 +234,24 @@ macro_rules! apply {
                 Item::Mint(mint) => {
                     // A savepoint per mint: a refused mint leaves nothing
                     // behind and its neighbours commit.
+                    if bulk.contains(&i) {
+                        continue;
+                    }
                     let mut sp = sqlx::Acquire::begin(&mut *$tx).await?;
                     let done = mint_statements!(sp, mint, $sqlite);
+                    if done.is_ok() {
+                        sp.commit().await?;
+                    } else {
+                        sp.rollback().await?;
+                    }
                     results[i] = match done {
-                        Ok(()) => {
-                            sp.commit().await?;
-                            Ok(Outcome::Done)
+                        Ok(()) => Ok(Outcome::Done),
+                        Err(MintError::Replay) => Ok(Outcome::Replay),
+                        Err(MintError::Revoked) => Ok(Outcome::Revoked),
+                        Err(MintError::DeviceLimit(max, active)) => {
+                            Ok(Outcome::DeviceLimit(max, active))
                         }
-                        Err(err) => {
-                            sp.rollback().await?;
-                            match err {
-                                MintError::Replay => Ok(Outcome::Replay),
-                                MintError::Revoked => Ok(Outcome::Revoked),
-                                MintError::DeviceLimit(max, active) => {
-                                    Ok(Outcome::DeviceLimit(max, active))
-                                }
-                                MintError::Store(e) => Err(e),
-                            }
-                        }
+                        Err(MintError::Store(e)) => Err(e),
                     };
                 }
             }
@@ -291,7 +300,7 @@ async fn commit_sqlite(pool: &SqlitePool, items: &[&Item]) -> Result<Vec<Result<
             ids.extend(q.fetch_all(&mut *tx).await?);
         }
         ids
-    });
+    }, results => bulk_sqlite(&mut tx, items, results).await?);
     tx.commit().await?;
     Ok(results)
 }
@@ -309,9 +318,151 @@ async fn commit_postgres(pool: &PgPool, items: &[&Item]) -> Result<Vec<Result<Ou
         .bind(exps)
         .fetch_all(&mut *tx)
         .await?
-    });
+    }, _results => HashSet::new());
     tx.commit().await?;
     Ok(results)
+}
+
+/// On SQLite, the batch's mints without a device limit and its audit rows,
+/// with multi-row statements: one spends the mints' proof ids where their
+/// sign-ins still stand, then one each inserts the licenses, the devices and
+/// the audit rows. Each statement is a round trip to the connection's thread,
+/// so a batch of mints costs about five of them, where each mint alone took
+/// seven. Returns the items taken; their outcomes are set in `results`.
+async fn bulk_sqlite(
+    conn: &mut SqliteConnection,
+    items: &[&Item],
+    results: &mut [Result<Outcome>],
+) -> Result<HashSet<usize>> {
+    let mut taken = HashSet::new();
+    let mut proof_ids = HashSet::new();
+    let mut mints: Vec<(usize, &MintItem)> = Vec::new();
+    let mut audits: Vec<(&OwnedAuditEvent, i64)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Item::Mint(m) if m.license.device_limit.is_none() => {
+                taken.insert(i);
+                // The general path would find a proof id spent earlier in
+                // the same batch; here a repeat is a replay before any SQL.
+                if proof_ids.insert(m.proof_id.as_str()) {
+                    mints.push((i, m));
+                } else {
+                    results[i] = Ok(Outcome::Replay);
+                }
+            }
+            Item::Audit(event, at) => {
+                taken.insert(i);
+                audits.push((event, *at));
+            }
+            _ => {}
+        }
+    }
+    // Largest row: 11 parameters, so 256 rows stay far under SQLite's 32,766.
+    let mut minted: Vec<&MintItem> = Vec::with_capacity(mints.len());
+    for chunk in mints.chunks(MAX_BATCH) {
+        let check = super::licenses::still_valid_sql(true)
+            .replace("$1", "v.column3")
+            .replace("$2", "v.column4");
+        let sql = format!(
+            "INSERT INTO dpop_proofs (id, expires_at) SELECT v.column1, v.column2 FROM (VALUES {}) AS v \
+             WHERE EXISTS ({check}) ON CONFLICT (id) DO NOTHING RETURNING id",
+            tuples(4, chunk.len())
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for (_, m) in chunk {
+            q = q
+                .bind(&m.proof_id)
+                .bind(m.proof_expires_at)
+                .bind(&m.license.login_id)
+                .bind(&m.license.user_id);
+        }
+        let spent: HashSet<String> = q.fetch_all(&mut *conn).await?.into_iter().collect();
+        let refused: Vec<&str> = chunk
+            .iter()
+            .filter(|(_, m)| !spent.contains(&m.proof_id))
+            .map(|(_, m)| m.proof_id.as_str())
+            .collect();
+        // A refused mint whose proof id is on record was a replay; otherwise
+        // its sign-in no longer stands.
+        let replayed: HashSet<String> = if refused.is_empty() {
+            HashSet::new()
+        } else {
+            let sql = format!(
+                "SELECT id FROM dpop_proofs WHERE id IN ({})",
+                (1..=refused.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for id in &refused {
+                q = q.bind(*id);
+            }
+            q.fetch_all(&mut *conn).await?.into_iter().collect()
+        };
+        for (i, m) in chunk {
+            results[*i] = if spent.contains(&m.proof_id) {
+                minted.push(m);
+                Ok(Outcome::Done)
+            } else if replayed.contains(&m.proof_id) {
+                Ok(Outcome::Replay)
+            } else {
+                Ok(Outcome::Revoked)
+            };
+        }
+    }
+    for chunk in minted.chunks(MAX_BATCH) {
+        let sql = multi_row(super::licenses::INSERT_LICENSE, 11, chunk.len());
+        let mut q = sqlx::query(&sql);
+        for m in chunk {
+            q = bind_license!(q, m.license, m.slot);
+        }
+        q.execute(&mut *conn).await?;
+        // One row per device: a device minting twice in a batch syncs once.
+        let mut seen = HashSet::new();
+        let devices: Vec<&&MintItem> = chunk
+            .iter()
+            .filter(|m| seen.insert((m.license.user_id.as_str(), m.license.device_jkt.as_str())))
+            .collect();
+        let sql = multi_row(super::licenses::UPSERT_DEVICE, 4, devices.len());
+        let mut q = sqlx::query(&sql);
+        for m in devices {
+            q = bind_device!(q, m.license);
+        }
+        q.execute(&mut *conn).await?;
+        audits.extend(chunk.iter().map(|m| (&m.audit, m.license.issued_at)));
+    }
+    for chunk in audits.chunks(MAX_BATCH) {
+        let sql = multi_row(super::audit::INSERT_EVENT, 10, chunk.len());
+        let mut q = sqlx::query(&sql);
+        for (event, at) in chunk {
+            let e = event.borrowed();
+            q = bind_event!(q, e, *at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(taken)
+}
+
+/// `rows` parenthesised tuples of `width` numbered parameters: `($1, $2), ($3, $4)`.
+fn tuples(width: usize, rows: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A single-row `INSERT … VALUES (…) …` with parameters `$1` to `$width`,
+/// made to insert `rows` rows: its tuple repeated, each time with the
+/// parameters of the next row.
+fn multi_row(sql: &str, width: usize, rows: usize) -> String {
+    let Some(start) = sql.find("VALUES (").map(|at| at + "VALUES ".len()) else {
+        return sql.to_owned();
+    };
+    let end = sql[start..].find(')').map_or(sql.len(), |at| start + at + 1);
+    let tuple = &sql[start..end];
+    let repeated: Vec<String> = (0..rows).map(|r| shift_params(tuple, r * width)).collect();
+    format!("{}{}{}", &sql[..start], repeated.join(", "), &sql[end..])
 }
 
 impl Store {
@@ -396,5 +547,24 @@ impl Store {
             Backend::Sqlite(pool) => commit_sqlite(pool, &items).await,
             Backend::Postgres(pool) => commit_postgres(pool, &items).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{multi_row, tuples};
+
+    #[test]
+    fn a_single_row_insert_becomes_a_multi_row_one() {
+        assert_eq!(tuples(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(
+            multi_row(
+                "INSERT INTO t (a, b, c) VALUES ($1, $2, $2, NULL) ON CONFLICT (a) DO NOTHING",
+                2,
+                3
+            ),
+            "INSERT INTO t (a, b, c) VALUES ($1, $2, $2, NULL), ($3, $4, $4, NULL), ($5, $6, $6, NULL) \
+             ON CONFLICT (a) DO NOTHING"
+        );
     }
 }

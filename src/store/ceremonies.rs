@@ -6,7 +6,7 @@
 //! instance. The writes go through the group commit.
 
 use super::batch::Arg;
-use super::{dispatch, Result, Store};
+use super::{read, Result, Store};
 
 fn text(v: &str) -> Arg {
     Arg::Text(Some(v.to_owned()))
@@ -38,7 +38,7 @@ impl Store {
         // delete (through the group commit) decides who finishes: it removes
         // the row once, and a second finisher finds nothing to remove.
         let sql = "SELECT state FROM ceremonies WHERE id = $1 AND kind = $2 AND expires_at > $3";
-        let state: Option<String> = dispatch!(self.reader(), p => sqlx::query_scalar(sql)
+        let state: Option<String> = read!(self, p => sqlx::query_scalar(sql)
             .bind(id).bind(kind).bind(now).fetch_optional(p).await)?;
         let taken = self
             .exec_batched("DELETE FROM ceremonies WHERE id = $1", vec![text(id)])
@@ -49,7 +49,7 @@ impl Store {
     /// Ceremonies not yet finished (expired ones included until upkeep deletes them).
     pub async fn pending_ceremonies(&self) -> Result<i64> {
         Ok(
-            dispatch!(self.reader(), p => sqlx::query_scalar("SELECT COUNT(*) FROM ceremonies").fetch_one(p).await)?,
+            read!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM ceremonies").fetch_one(p).await)?,
         )
     }
 

@@ -1,7 +1,7 @@
 //! Passkeys (WebAuthn credentials) and the users they belong to.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, is_unique_violation, transaction, Error, Result, Store};
+use super::{dispatch, read, is_unique_violation, transaction, Error, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Credential {
@@ -174,7 +174,7 @@ impl Store {
 
     pub async fn credential(&self, id: &str) -> Result<Option<Credential>> {
         let sql = format!("SELECT {COLUMNS} FROM credentials WHERE id = $1");
-        Ok(dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?)
+        Ok(read!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?)
     }
 
     /// A user's passkeys that still work, oldest first.
@@ -182,14 +182,14 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM credentials WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id"
         );
-        Ok(dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await)?)
+        Ok(read!(self, p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await)?)
     }
 
     /// Every credential of a user, revoked ones included, oldest first.
     pub async fn all_credentials(&self, user_id: &str) -> Result<Vec<Credential>> {
         let sql =
             format!("SELECT {COLUMNS} FROM credentials WHERE user_id = $1 ORDER BY created_at, id");
-        Ok(dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await)?)
+        Ok(read!(self, p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await)?)
     }
 
     /// Records a successful assertion. The counter only moves forward: a non-zero

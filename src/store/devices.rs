@@ -2,7 +2,7 @@
 
 use super::audit::{insert_event, AuditEvent};
 use super::revocations::BUMP_LISTS;
-use super::{dispatch, spend_confirmation, transaction, Result, Store};
+use super::{dispatch, read, spend_confirmation, transaction, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeviceRow {
@@ -33,7 +33,7 @@ impl Store {
                     AND l.revoked_at IS NULL AND l.expires_at > $2) AS active_licenses \
                    FROM devices d WHERE d.user_id = $1 AND d.removed_at IS NULL ORDER BY d.first_seen, d.jkt";
         Ok(
-            dispatch!(self.reader(), p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?,
+            read!(self, p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?,
         )
     }
 

@@ -3,7 +3,7 @@
 
 use super::audit::{insert_event, AuditEvent};
 use super::users::{User, UserRow, COLUMNS};
-use super::{dispatch, spend_confirmation, transaction, Result, Store};
+use super::{read, spend_confirmation, transaction, Result, Store};
 
 /// A user to create without a passkey.
 pub struct CreatedUser<'a> {
@@ -72,11 +72,11 @@ impl Store {
              WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2) AND disabled_at IS NULL",
             COLUMNS.split(", ").map(|c| format!("users.{c}")).collect::<Vec<_>>().join(", ")
         );
-        let row: Option<UserRow> = dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(code_hash).bind(now).fetch_optional(p).await)?;
+        let row: Option<UserRow> = read!(self, p => sqlx::query_as(&sql).bind(code_hash).bind(now).fetch_optional(p).await)?;
         let Some(user) = row.map(User::try_from).transpose()? else {
             return Ok(None);
         };
-        let kind: Option<(String, bool)> = dispatch!(self.reader(), p => sqlx::query_as("SELECT purpose, revoke_others FROM enrollments WHERE token_hash = $1")
+        let kind: Option<(String, bool)> = read!(self, p => sqlx::query_as("SELECT purpose, revoke_others FROM enrollments WHERE token_hash = $1")
             .bind(code_hash).fetch_optional(p).await)?;
         let recovery = kind.and_then(|(purpose, revoke)| (purpose == RECOVERY).then_some(revoke));
         Ok(Some((user, recovery)))

@@ -1,7 +1,7 @@
 //! Per-user entitlements such as `premium`, with an optional expiry.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, transaction, Result, Store};
+use super::{read, transaction, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Entitlement {
@@ -38,13 +38,13 @@ impl Store {
         let sql = "SELECT name, expires_at, granted_at, max_devices FROM entitlements \
                    WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY name";
         Ok(
-            dispatch!(self.reader(), p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?,
+            read!(self, p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?,
         )
     }
 
     /// Every entitlement of a user, expired ones included.
     pub async fn all_entitlements(&self, user_id: &str) -> Result<Vec<Entitlement>> {
         let sql = "SELECT name, expires_at, granted_at, max_devices FROM entitlements WHERE user_id = $1 ORDER BY name";
-        Ok(dispatch!(self.reader(), p => sqlx::query_as(sql).bind(user_id).fetch_all(p).await)?)
+        Ok(read!(self, p => sqlx::query_as(sql).bind(user_id).fetch_all(p).await)?)
     }
 }

@@ -1,7 +1,7 @@
 //! License signing keys: public half in clear, private half sealed under the KEK.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, transaction, Backend, Error, Result, Store};
+use super::{read, transaction, Backend, Error, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KeyRow {
@@ -23,7 +23,7 @@ impl Store {
                    COALESCE((SELECT MAX(l.expires_at) FROM licenses l WHERE l.kid = k.kid), 0) AS signed_until, \
                    COALESCE(k.signs_from, k.created_at) AS signs_from \
                    FROM signing_keys k ORDER BY k.generation DESC";
-        Ok(dispatch!(self.reader(), p => sqlx::query_as(sql).fetch_all(p).await)?)
+        Ok(read!(self, p => sqlx::query_as(sql).fetch_all(p).await)?)
     }
 
     /// Stores a new signing key (published now, signing from `signs_from`), with
@@ -70,14 +70,14 @@ impl Store {
     /// A cheap fingerprint of the key table, to notice changes made by other instances.
     pub async fn signing_keys_version(&self) -> Result<(i64, i64, i64)> {
         let sql = "SELECT COUNT(*), COALESCE(MAX(generation), 0), CAST(COALESCE(SUM(COALESCE(retired_at, 0)), 0) + COALESCE(SUM(COALESCE(signs_from, 0)), 0) AS BIGINT) FROM signing_keys";
-        Ok(dispatch!(self.reader(), p => sqlx::query_as(sql).fetch_one(p).await)?)
+        Ok(read!(self, p => sqlx::query_as(sql).fetch_one(p).await)?)
     }
 
     /// Whether the database holds any signing key; safe before migrations (a
     /// database without the table holds none), so start-up can decide about
     /// the KEK before writing anything.
     pub async fn has_signing_keys(&self) -> Result<bool> {
-        let table = match self.reader() {
+        let table = match self.writer() {
             Backend::Sqlite(p) => sqlx::query_scalar::<_, i64>(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'signing_keys'",
             )
@@ -93,7 +93,7 @@ impl Store {
         if !table {
             return Ok(false);
         }
-        let n: i64 = dispatch!(self.reader(), p => sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys").fetch_one(p).await)?;
+        let n: i64 = read!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys").fetch_one(p).await)?;
         Ok(n > 0)
     }
 

@@ -2,7 +2,7 @@
 
 use super::audit::{AuditEvent, OwnedAuditEvent};
 use super::batch::{Item, Outcome};
-use super::{dispatch, is_unique_violation, Error, Result, Store};
+use super::{dispatch, read, is_unique_violation, Error, Result, Store};
 
 /// Entries per status list; a new list starts when one is full.
 pub const LIST_CAPACITY: i64 = 1 << 20;
@@ -132,31 +132,16 @@ macro_rules! mint_statements {
             if valid.is_none() {
                 return Err($crate::store::licenses::MintError::Revoked);
             }
-            sqlx::query($crate::store::licenses::INSERT_LICENSE)
-                .bind(&license.jti)
-                .bind(&license.user_id)
-                .bind(&license.kid)
-                .bind(&license.device_jkt)
-                .bind(&license.login_id)
-                .bind(&license.credential_id)
-                .bind(list_id)
-                .bind(idx)
-                .bind(&license.entitlements)
-                .bind(license.issued_at)
-                .bind(license.expires_at)
-                .execute(&mut *$tx)
-                .await?;
-            // The device: recorded at its first mint, synced at each; a removed one comes back.
-            sqlx::query(
-                "INSERT INTO devices (user_id, jkt, name, first_seen, last_sync) VALUES ($1, $2, $3, $4, $4) \
-                 ON CONFLICT (user_id, jkt) DO UPDATE SET last_sync = excluded.last_sync, removed_at = NULL",
+            $crate::store::licenses::bind_license!(
+                sqlx::query($crate::store::licenses::INSERT_LICENSE),
+                license,
+                (list_id, idx)
             )
-            .bind(&license.user_id)
-            .bind(&license.device_jkt)
-            .bind(&license.device_name)
-            .bind(license.issued_at)
             .execute(&mut *$tx)
             .await?;
+            $crate::store::licenses::bind_device!(sqlx::query($crate::store::licenses::UPSERT_DEVICE), license)
+                .execute(&mut *$tx)
+                .await?;
             let audit = m.audit.borrowed();
             $crate::store::audit::insert_event!(audit, license.issued_at)
                 .execute(&mut *$tx)
@@ -168,10 +153,63 @@ macro_rules! mint_statements {
 }
 pub(crate) use mint_statements;
 
+/// Binds a license's eleven values, in [`INSERT_LICENSE`]'s order.
+macro_rules! bind_license {
+    ($q:expr, $license:expr, $slot:expr) => {
+        $q.bind(&$license.jti)
+            .bind(&$license.user_id)
+            .bind(&$license.kid)
+            .bind(&$license.device_jkt)
+            .bind(&$license.login_id)
+            .bind(&$license.credential_id)
+            .bind($slot.0)
+            .bind($slot.1)
+            .bind(&$license.entitlements)
+            .bind($license.issued_at)
+            .bind($license.expires_at)
+    };
+}
+pub(crate) use bind_license;
+
+/// The device of a mint: recorded at its first mint, synced at each; a
+/// removed one comes back. [`bind_device!`] binds its parameters.
+pub(crate) const UPSERT_DEVICE: &str =
+    "INSERT INTO devices (user_id, jkt, name, first_seen, last_sync) VALUES ($1, $2, $3, $4, $4) \
+     ON CONFLICT (user_id, jkt) DO UPDATE SET last_sync = excluded.last_sync, removed_at = NULL";
+
+macro_rules! bind_device {
+    ($q:expr, $license:expr) => {
+        $q.bind(&$license.user_id)
+            .bind(&$license.device_jkt)
+            .bind(&$license.device_name)
+            .bind($license.issued_at)
+    };
+}
+pub(crate) use bind_device;
+
 pub(crate) const INSERT_LICENSE: &str =
     "INSERT INTO licenses (jti, user_id, kid, device_jkt, login_id, credential_id, list_id, idx, \
      entitlements, issued_at, expires_at, revoked_at, revoked_reason) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)";
+
+/// `sql` with each `$N` parameter renumbered `$(N + by)`, so that it can follow
+/// other statements in one query that shares their argument list.
+pub(crate) fn shift_params(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + by).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
 
 /// The re-check that the sign-in behind a mint still stands.
 pub(crate) fn still_valid_sql(sqlite: bool) -> String {
@@ -276,7 +314,7 @@ impl Store {
 
     pub async fn license(&self, jti: &str) -> Result<Option<LicenseRow>> {
         let sql = format!("SELECT {COLUMNS} FROM licenses WHERE jti = $1");
-        Ok(dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(jti).fetch_optional(p).await)?)
+        Ok(read!(self, p => sqlx::query_as(&sql).bind(jti).fetch_optional(p).await)?)
     }
 
     /// Whether a license may be honoured online right now: not revoked, its
@@ -285,29 +323,43 @@ impl Store {
         let sql = "SELECT COUNT(*) FROM licenses l JOIN users u ON u.id = l.user_id \
                    WHERE l.jti = $1 AND l.revoked_at IS NULL AND u.disabled_at IS NULL";
         let n: i64 =
-            dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(jti).fetch_one(p).await)?;
+            read!(self, p => sqlx::query_scalar(sql).bind(jti).fetch_one(p).await)?;
         Ok(n == 1)
     }
 
     pub async fn user_licenses(&self, user_id: &str) -> Result<Vec<LicenseRow>> {
         let sql = format!("SELECT {COLUMNS} FROM licenses WHERE user_id = $1 ORDER BY issued_at DESC, jti LIMIT 200");
-        Ok(dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await)?)
+        Ok(read!(self, p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await)?)
     }
 
     /// The revoked indexes of one status list, and its size so far.
     pub async fn status_list_bits(&self, list_id: i64) -> Result<Option<(i64, Vec<i64>)>> {
-        let size: Option<i64> = dispatch!(self.reader(), p => sqlx::query_scalar("SELECT capacity FROM status_lists WHERE id = $1")
+        let size: Option<i64> = read!(self, p => sqlx::query_scalar("SELECT capacity FROM status_lists WHERE id = $1")
             .bind(list_id).fetch_optional(p).await)?;
         let Some(size) = size else { return Ok(None) };
         let sql = "SELECT idx FROM licenses WHERE list_id = $1 AND revoked_at IS NOT NULL";
-        let revoked: Vec<i64> = dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(list_id).fetch_all(p).await)?;
+        let revoked: Vec<i64> = read!(self, p => sqlx::query_scalar(sql).bind(list_id).fetch_all(p).await)?;
         Ok(Some((size, revoked)))
     }
 
     /// `(id, version)` of every status list, to notice revocations made elsewhere.
     pub async fn status_list_versions(&self) -> Result<Vec<(i64, i64)>> {
         Ok(
-            dispatch!(self.reader(), p => sqlx::query_as("SELECT id, version FROM status_lists ORDER BY id").fetch_all(p).await)?,
+            read!(self, p => sqlx::query_as("SELECT id, version FROM status_lists ORDER BY id").fetch_all(p).await)?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shift_params;
+
+    #[test]
+    fn parameters_are_renumbered_and_nothing_else_changes() {
+        assert_eq!(
+            shift_params("VALUES ($1, $2, $10) WHERE a = '$' AND b = $3", 11),
+            "VALUES ($12, $13, $21) WHERE a = '$' AND b = $14"
+        );
+        assert_eq!(shift_params("no parameters", 5), "no parameters");
     }
 }

@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 mod error;
+mod readers;
 
 pub mod admin;
 pub mod apikeys;
@@ -46,6 +47,31 @@ macro_rules! dispatch {
     }};
 }
 pub(crate) use dispatch;
+
+/// Runs the read `$body` with `$p` bound to a reading connection of `$store`:
+/// on SQLite one of its own [`readers::Readers`], on PostgreSQL the pool.
+macro_rules! read {
+    ($store:expr, $p:ident => $body:expr) => {{
+        let started = std::time::Instant::now();
+        let out = match $store.reader() {
+            $crate::store::Backend::Sqlite(readers) => match readers.lease().await {
+                Some(mut lease) => {
+                    let $p = &mut *lease;
+                    $body
+                }
+                // Closed: the write pool, closed too, answers with an error.
+                None => {
+                    let $p = readers.closed();
+                    $body
+                }
+            },
+            $crate::store::Backend::Postgres($p) => $body,
+        };
+        $crate::metrics::database("query", started.elapsed());
+        out
+    }};
+}
+pub(crate) use read;
 
 /// Runs `$body` inside a write transaction `$tx` and commits it when the body
 /// returns `Ok`. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
@@ -93,7 +119,7 @@ enum Pools {
     /// Readers run in parallel; all writes go through one connection, which is
     /// how SQLite works anyway and avoids lock-upgrade retries.
     Sqlite {
-        read: SqlitePool,
+        read: std::sync::Arc<readers::Readers>,
         write: SqlitePool,
         /// A shared lock on the database's directory while open: `latchkey
         /// restore` takes it exclusively, so it never replaces a database in use.
@@ -116,22 +142,21 @@ impl Store {
                 .foreign_keys(true)
                 .pragma("temp_store", "memory");
             let in_use = backup::share_directory(opts.get_filename())?;
+            // A local file's connection cannot go stale: no ping before each use.
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(1))
                 .connect_with(opts.clone())
                 .await
                 .with_context(|| format!("cannot open the SQLite database {url}"))?;
-            let read = SqlitePoolOptions::new()
-                .max_connections(max_connections.clamp(1, 8))
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(opts.read_only(false))
+            let read = readers::Readers::open(&opts, max_connections.clamp(1, 8), write.clone())
                 .await
                 .with_context(|| format!("cannot open the SQLite database {url}"))?;
             Ok(Self {
                 queue: batch::Queue::start(Backend::Sqlite(write.clone())),
                 inner: Pools::Sqlite {
-                    read,
+                    read: std::sync::Arc::new(read),
                     write,
                     _in_use: in_use,
                 },
@@ -139,8 +164,20 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)
                 .with_context(|| "LATCHKEY_DATABASE_URL is not a valid PostgreSQL URL")?;
+            // sqlx pings a connection when it is given back; one idle long enough
+            // for the server or the network to have dropped it is pinged again
+            // before use, a busy one is not (a round trip saved per query).
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections.max(1))
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for > Duration::from_secs(2) {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .acquire_timeout(Duration::from_secs(1))
                 .connect_with(opts)
                 .await
@@ -169,7 +206,7 @@ impl Store {
         matches!(self.inner, Pools::Sqlite { .. })
     }
 
-    pub(crate) fn reader(&self) -> Backend<&SqlitePool, &PgPool> {
+    pub(crate) fn reader(&self) -> Backend<&readers::Readers, &PgPool> {
         match &self.inner {
             Pools::Sqlite { read, .. } => Backend::Sqlite(read),
             Pools::Postgres(pool) => Backend::Postgres(pool),
@@ -215,10 +252,11 @@ impl Store {
     pub async fn close(&self) {
         match &self.inner {
             Pools::Sqlite { read, write, .. } => {
+                read.close().await;
                 // sqlx can miss a connection that is being returned to the pool
                 // while it closes; close until none is left, so that the last
                 // one checkpoints and SQLite removes its -wal and -shm files.
-                for pool in [read, write] {
+                for pool in [write] {
                     let deadline = std::time::Instant::now() + Duration::from_secs(2);
                     loop {
                         pool.close().await;

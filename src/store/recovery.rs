@@ -2,7 +2,7 @@
 //! guesses counted against an account and an address.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, spend_confirmation, transaction, Result, Store};
+use super::{read, spend_confirmation, transaction, Result, Store};
 
 impl Store {
     /// Replaces the user's recovery codes with `hashes`, spending the passkey
@@ -34,7 +34,7 @@ impl Store {
     /// The hashes of a user's unused recovery codes.
     pub async fn unused_recovery_codes(&self, user_id: &str) -> Result<Vec<String>> {
         let sql = "SELECT code_hash FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL";
-        Ok(dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(user_id).fetch_all(p).await)?)
+        Ok(read!(self, p => sqlx::query_scalar(sql).bind(user_id).fetch_all(p).await)?)
     }
 
     /// Wrong recovery codes since `since`: for the account, and from the address.
@@ -48,13 +48,13 @@ impl Store {
         let by_addr = "SELECT COUNT(*) FROM recovery_failures WHERE client_addr = $1 AND at > $2";
         let user: i64 = match user_id {
             Some(id) => {
-                dispatch!(self.reader(), p => sqlx::query_scalar(by_user).bind(id).bind(since).fetch_one(p).await)?
+                read!(self, p => sqlx::query_scalar(by_user).bind(id).bind(since).fetch_one(p).await)?
             }
             None => 0,
         };
         let addr: i64 = match client_addr {
             Some(a) => {
-                dispatch!(self.reader(), p => sqlx::query_scalar(by_addr).bind(a).bind(since).fetch_one(p).await)?
+                read!(self, p => sqlx::query_scalar(by_addr).bind(a).bind(since).fetch_one(p).await)?
             }
             None => 0,
         };

@@ -12,7 +12,7 @@ use tower_sessions::session_store::{Error as StoreError, Result as StoreResult};
 use tower_sessions::SessionStore;
 
 use super::batch::Arg;
-use super::{dispatch, transaction, Result, Store};
+use super::{read, transaction, Result, Store};
 
 /// Session data keys that are mirrored into columns.
 pub const USER_ID: &str = "user_id";
@@ -161,7 +161,7 @@ impl SessionStore for SessionDb {
     async fn load(&self, session_id: &Id) -> StoreResult<Option<Record>> {
         let sql = "SELECT data, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2";
         let hash = id_hash(session_id);
-        let row: Option<(String, i64)> = dispatch!(self.store.reader(), p => sqlx::query_as(sql)
+        let row: Option<(String, i64)> = read!(self.store, p => sqlx::query_as(sql)
             .bind(&hash).bind(super::now()).fetch_optional(p).await.map_err(backend)?);
         let Some((data, expires_at)) = row else {
             return Ok(None);
@@ -209,7 +209,7 @@ impl Store {
     pub async fn confirmation_spent(&self, id: &str) -> Result<bool> {
         let sql = "SELECT COUNT(*) FROM spent_confirmations WHERE id = $1";
         let n: i64 =
-            dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(id).fetch_one(p).await)?;
+            read!(self, p => sqlx::query_scalar(sql).bind(id).fetch_one(p).await)?;
         Ok(n > 0)
     }
 
@@ -219,7 +219,7 @@ impl Store {
                    client_addr, user_agent FROM sessions WHERE user_id = $1 AND expires_at > $2 \
                    ORDER BY created_at DESC";
         Ok(
-            dispatch!(self.reader(), p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?,
+            read!(self, p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?,
         )
     }
 }

@@ -1,7 +1,7 @@
 //! Users and their roles.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, is_unique_violation, transaction, Result, Store};
+use super::{dispatch, read, is_unique_violation, transaction, Result, Store};
 
 /// What a user may do.
 #[derive(
@@ -84,7 +84,7 @@ impl Store {
     pub async fn user_by_id(&self, id: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
         let row: Option<UserRow> =
-            dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?;
+            read!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?;
         row.map(User::try_from).transpose()
     }
 
@@ -92,14 +92,14 @@ impl Store {
     pub async fn user_by_username_key(&self, key: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE username_key = $1");
         let row: Option<UserRow> =
-            dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(key).fetch_optional(p).await)?;
+            read!(self, p => sqlx::query_as(&sql).bind(key).fetch_optional(p).await)?;
         row.map(User::try_from).transpose()
     }
 
     /// Whether some user's username has this confusable skeleton.
     pub async fn username_skeleton_taken(&self, skeleton: &str) -> Result<bool> {
         let sql = "SELECT COUNT(*) FROM users WHERE username_skeleton = $1";
-        let n: i64 = dispatch!(self.reader(), p => sqlx::query_scalar(sql).bind(skeleton).fetch_one(p).await)?;
+        let n: i64 = read!(self, p => sqlx::query_scalar(sql).bind(skeleton).fetch_one(p).await)?;
         Ok(n > 0)
     }
 
@@ -115,7 +115,7 @@ impl Store {
     pub async fn users_without_skeleton(&self) -> Result<Vec<(String, String, String)>> {
         let sql = "SELECT id, username, username_key FROM users WHERE username_skeleton IS NULL \
                    ORDER BY created_at, id";
-        Ok(dispatch!(self.reader(), p => sqlx::query_as(sql).fetch_all(p).await)?)
+        Ok(read!(self, p => sqlx::query_as(sql).fetch_all(p).await)?)
     }
 
     /// Gives an existing user their normalised key and skeleton. False, and
@@ -151,7 +151,7 @@ pub enum ExternalIdChange {
 impl Store {
     pub async fn user_by_external_id(&self, external_id: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE external_id = $1");
-        let row: Option<UserRow> = dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(external_id).fetch_optional(p).await)?;
+        let row: Option<UserRow> = read!(self, p => sqlx::query_as(&sql).bind(external_id).fetch_optional(p).await)?;
         row.map(User::try_from).transpose()
     }
 

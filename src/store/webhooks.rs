@@ -5,7 +5,7 @@
 //! and its messages go out one by one, in order.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, transaction, Result, Store};
+use super::{dispatch, read, transaction, Result, Store};
 
 /// A message waiting for (or done with) delivery.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -99,7 +99,7 @@ impl Store {
             "SELECT {COLUMNS} FROM webhook_outbox WHERE endpoint_id = $1 AND status = 'pending' ORDER BY id LIMIT 1"
         );
         Ok(
-            dispatch!(self.reader(), p => sqlx::query_as(&sql).bind(endpoint).fetch_optional(p).await)?,
+            read!(self, p => sqlx::query_as(&sql).bind(endpoint).fetch_optional(p).await)?,
         )
     }
 
@@ -180,7 +180,7 @@ impl Store {
                    (SELECT COUNT(*) FROM webhook_outbox o WHERE o.endpoint_id = e.id AND o.status = 'pending') AS pending, \
                    (SELECT COUNT(*) FROM webhook_outbox o WHERE o.endpoint_id = e.id AND o.status = 'failed') AS failed \
                    FROM webhook_endpoints e ORDER BY e.url, e.id";
-        Ok(dispatch!(self.reader(), p => sqlx::query_as(sql).fetch_all(p).await)?)
+        Ok(read!(self, p => sqlx::query_as(sql).fetch_all(p).await)?)
     }
 
     /// The delivery log, newest first; `before` is the cursor (an id).
@@ -195,7 +195,7 @@ impl Store {
             "SELECT {COLUMNS} FROM webhook_outbox WHERE ($1 IS NULL OR endpoint_id = $1) \
              AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
         );
-        Ok(dispatch!(self.reader(), p => sqlx::query_as(&sql)
+        Ok(read!(self, p => sqlx::query_as(&sql)
             .bind(endpoint).bind(status).bind(before).bind(limit).fetch_all(p).await)?)
     }
 }
