@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use latchkey_core::dpop::{ath, DpopError};
-use latchkey_core::LicenseClaims;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -31,22 +30,6 @@ fn invalid_token(detail: &str) -> AppError {
         detail: detail.to_owned(),
         nonce: None,
     }
-}
-
-/// Whether a license is still in force: its status-list entry, from memory
-/// (every revocation, a disabled user's included, sets that entry); a license
-/// without one of this service's entries is looked up in the database.
-async fn in_force(state: &AppState, claims: &LicenseClaims) -> Result<bool> {
-    let listed = claims.status_ref().and_then(|status| {
-        let id: i64 = status.uri.rsplit_once('/')?.1.parse().ok()?;
-        (state.settings.status_list_uri(id) == status.uri).then_some((id, status.idx))
-    });
-    if let Some((id, idx)) = listed {
-        if let Some(revoked) = state.status.is_revoked(&state.store, id, idx).await? {
-            return Ok(!revoked);
-        }
-    }
-    Ok(state.store.license_in_force(&claims.jti).await?)
 }
 
 #[utoipa::path(
@@ -107,7 +90,9 @@ pub(crate) async fn example(
             "This license does not carry the premium entitlement.",
         ));
     }
-    if !in_force(&state, &claims).await? {
+    // From the database, not a cached copy: a revocation made on any
+    // instance (or with the CLI) is refused at once everywhere.
+    if !state.store.license_in_force(&claims.jti).await? {
         return Err(invalid_token("This license has been revoked."));
     }
     if !state

@@ -1,10 +1,8 @@
 //! The cache of signed status lists: each list is signed once and served from
 //! memory until a revocation changes its version or it ages past half its
-//! validity. The same versions keep an in-memory copy of each list's revoked
-//! entries current, so that checking a license on every request reads no
-//! database.
+//! validity.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -24,12 +22,6 @@ pub struct Built {
     pub etag: HeaderValue,
 }
 
-/// The revoked entries of one list, as of one version.
-struct Revoked {
-    version: i64,
-    entries: HashSet<u64>,
-}
-
 /// The cache of built lists and the versions last seen in the database.
 #[derive(Default)]
 pub struct StatusLists {
@@ -37,9 +29,6 @@ pub struct StatusLists {
     versions: Mutex<HashMap<i64, i64>>,
     /// Serialises rebuilds so a burst of requests builds a list once.
     building: tokio::sync::Mutex<()>,
-    revoked: Mutex<HashMap<i64, Arc<Revoked>>>,
-    /// Serialises re-reads of revoked entries, as `building` does for lists.
-    reading: tokio::sync::Mutex<()>,
 }
 
 impl StatusLists {
@@ -55,48 +44,6 @@ impl StatusLists {
         let version = *self.versions.lock().ok()?.get(&id)?;
         let built = self.built.lock().ok()?.get(&id)?.clone();
         (built.version == version && now - built.built_at < max_age).then_some(built)
-    }
-
-    fn revoked_now(&self, id: i64) -> Option<Arc<Revoked>> {
-        let version = *self.versions.lock().ok()?.get(&id)?;
-        let revoked = self.revoked.lock().ok()?.get(&id)?.clone();
-        (revoked.version == version).then_some(revoked)
-    }
-
-    /// Whether entry `idx` of list `id` is revoked, as of the versions last
-    /// seen: a revocation made by this instance is seen at once (it refreshes
-    /// the versions after its commit), one made by another instance within
-    /// `LATCHKEY_CACHE_REFRESH`. `None` when there is no such list.
-    pub async fn is_revoked(&self, store: &Store, id: i64, idx: u64) -> Result<Option<bool>> {
-        if let Some(revoked) = self.revoked_now(id) {
-            return Ok(Some(revoked.entries.contains(&idx)));
-        }
-        let _guard = self.reading.lock().await;
-        if let Some(revoked) = self.revoked_now(id) {
-            return Ok(Some(revoked.entries.contains(&idx)));
-        }
-        // The version first, then the entries, as `build` does: a revocation
-        // landing in between is read again on the next request.
-        let versions = store.status_list_versions().await?;
-        self.set_versions(versions.iter().copied());
-        let Some(version) = versions.iter().find(|(list, _)| *list == id).map(|v| v.1) else {
-            return Ok(None);
-        };
-        let Some((_, entries)) = store.status_list_bits(id).await? else {
-            return Ok(None);
-        };
-        let revoked = Arc::new(Revoked {
-            version,
-            entries: entries
-                .into_iter()
-                .filter_map(|i| u64::try_from(i).ok())
-                .collect(),
-        });
-        let answer = revoked.entries.contains(&idx);
-        if let Ok(mut map) = self.revoked.lock() {
-            map.insert(id, revoked);
-        }
-        Ok(Some(answer))
     }
 
     /// Forgets every built list (after the signing keys changed).
