@@ -6,6 +6,12 @@ use clap::{CommandFactory, Parser};
 use latchkey::config::{one_line_error, Cli, Command, Common, LogFormat, ServeArgs};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: the request path allocates and frees many small buffers (JSON,
+/// headers, SQL arguments) across threads, where glibc's allocator spent
+/// about 8 % of the server's CPU under load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -320,14 +320,15 @@ impl Keyring {
     /// same license on every call, so the signature, issuer and audience of a
     /// token are checked once per keyring (a reloaded keyring, after a key
     /// change, starts empty) and only its time at each use.
-    pub fn verify_license(
-        &self,
-        token: &str,
-        now: i64,
-    ) -> Result<Arc<LicenseClaims>, VerifyError> {
+    pub fn verify_license(&self, token: &str, now: i64) -> Result<Arc<LicenseClaims>, VerifyError> {
         use sha2::{Digest, Sha256};
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let known = self.verified.0.lock().ok().and_then(|m| m.get(&digest).cloned());
+        let known = self
+            .verified
+            .0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&digest).cloned());
         let claims = match known {
             Some(claims) => claims,
             None => {

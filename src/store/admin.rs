@@ -123,8 +123,6 @@ impl Store {
     /// Enabled admins.
     pub async fn admin_count(&self) -> Result<i64> {
         let sql = "SELECT COUNT(*) FROM users WHERE role = $1 AND disabled_at IS NULL";
-        Ok(
-            read!(self, p => sqlx::query_scalar(sql).bind(Role::Admin.as_str()).fetch_one(p).await)?,
-        )
+        Ok(read!(self, p => sqlx::query_scalar(sql).bind(Role::Admin.as_str()).fetch_one(p).await)?)
     }
 }

@@ -171,11 +171,7 @@ pub(crate) use bind_event;
 /// The insert query for one event, bound and ready to run on any executor.
 macro_rules! insert_event {
     ($e:expr, $now:expr) => {
-        $crate::store::audit::bind_event!(
-            sqlx::query($crate::store::audit::INSERT_EVENT),
-            $e,
-            $now
-        )
+        $crate::store::audit::bind_event!(sqlx::query($crate::store::audit::INSERT_EVENT), $e, $now)
     };
 }
 pub(crate) use insert_event;

@@ -16,9 +16,9 @@ use std::collections::HashSet;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit::bind_event;
 use super::audit::AuditEvent;
 use super::audit::OwnedAuditEvent;
-use super::audit::bind_event;
 use super::licenses::{
     bind_device, bind_license, mint_statements, shift_params, MintError, NewLicense, OwnedLicense,
 };
@@ -87,9 +87,33 @@ impl std::fmt::Debug for Queue {
 
 impl Queue {
     /// Starts the writer task over the write pool.
+    ///
+    /// On SQLite the task runs on a thread of its own: a batch is a series of
+    /// round trips to the connection's thread, and on the request threads each
+    /// answer would wait behind requests' signature checks before the next
+    /// statement could go. On PostgreSQL the connection's socket belongs to the
+    /// request threads' runtime, so the task stays there.
     pub(crate) fn start(writer: Backend<SqlitePool, PgPool>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(writer, rx));
+        match writer {
+            Backend::Sqlite(_) => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let spawned = runtime.and_then(|runtime| {
+                    std::thread::Builder::new()
+                        .name("latchkey-writer".into())
+                        .spawn(move || runtime.block_on(run(writer, rx)))
+                });
+                if let Err(err) = spawned {
+                    // Without a thread every write is refused (the queue is closed).
+                    tracing::error!(error = %err, "cannot start the database writer thread");
+                }
+            }
+            Backend::Postgres(_) => {
+                tokio::spawn(run(writer, rx));
+            }
+        }
         Self(tx)
     }
 
@@ -389,7 +413,10 @@ async fn bulk_sqlite(
         } else {
             let sql = format!(
                 "SELECT id FROM dpop_proofs WHERE id IN ({})",
-                (1..=refused.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+                (1..=refused.len())
+                    .map(|n| format!("${n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             let mut q = sqlx::query_scalar::<_, String>(&sql);
             for id in &refused {
@@ -459,7 +486,9 @@ fn multi_row(sql: &str, width: usize, rows: usize) -> String {
     let Some(start) = sql.find("VALUES (").map(|at| at + "VALUES ".len()) else {
         return sql.to_owned();
     };
-    let end = sql[start..].find(')').map_or(sql.len(), |at| start + at + 1);
+    let end = sql[start..]
+        .find(')')
+        .map_or(sql.len(), |at| start + at + 1);
     let tuple = &sql[start..end];
     let repeated: Vec<String> = (0..rows).map(|r| shift_params(tuple, r * width)).collect();
     format!("{}{}{}", &sql[..start], repeated.join(", "), &sql[end..])

@@ -1,7 +1,7 @@
 //! Passkeys (WebAuthn credentials) and the users they belong to.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, read, is_unique_violation, transaction, Error, Result, Store};
+use super::{dispatch, is_unique_violation, read, transaction, Error, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Credential {

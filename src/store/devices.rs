@@ -32,9 +32,7 @@ impl Store {
                    (SELECT COUNT(*) FROM licenses l WHERE l.user_id = d.user_id AND l.device_jkt = d.jkt \
                     AND l.revoked_at IS NULL AND l.expires_at > $2) AS active_licenses \
                    FROM devices d WHERE d.user_id = $1 AND d.removed_at IS NULL ORDER BY d.first_seen, d.jkt";
-        Ok(
-            read!(self, p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?,
-        )
+        Ok(read!(self, p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?)
     }
 
     pub async fn rename_device(&self, user_id: &str, jkt: &str, name: &str) -> Result<bool> {

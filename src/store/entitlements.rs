@@ -37,9 +37,7 @@ impl Store {
     pub async fn current_entitlements(&self, user_id: &str, now: i64) -> Result<Vec<Entitlement>> {
         let sql = "SELECT name, expires_at, granted_at, max_devices FROM entitlements \
                    WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY name";
-        Ok(
-            read!(self, p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?,
-        )
+        Ok(read!(self, p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?)
     }
 
     /// Every entitlement of a user, expired ones included.

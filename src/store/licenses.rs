@@ -2,7 +2,7 @@
 
 use super::audit::{AuditEvent, OwnedAuditEvent};
 use super::batch::{Item, Outcome};
-use super::{dispatch, read, is_unique_violation, Error, Result, Store};
+use super::{dispatch, is_unique_violation, read, Error, Result, Store};
 
 /// Entries per status list; a new list starts when one is full.
 pub const LIST_CAPACITY: i64 = 1 << 20;
@@ -322,8 +322,7 @@ impl Store {
     pub async fn license_in_force(&self, jti: &str) -> Result<bool> {
         let sql = "SELECT COUNT(*) FROM licenses l JOIN users u ON u.id = l.user_id \
                    WHERE l.jti = $1 AND l.revoked_at IS NULL AND u.disabled_at IS NULL";
-        let n: i64 =
-            read!(self, p => sqlx::query_scalar(sql).bind(jti).fetch_one(p).await)?;
+        let n: i64 = read!(self, p => sqlx::query_scalar(sql).bind(jti).fetch_one(p).await)?;
         Ok(n == 1)
     }
 
@@ -338,7 +337,8 @@ impl Store {
             .bind(list_id).fetch_optional(p).await)?;
         let Some(size) = size else { return Ok(None) };
         let sql = "SELECT idx FROM licenses WHERE list_id = $1 AND revoked_at IS NOT NULL";
-        let revoked: Vec<i64> = read!(self, p => sqlx::query_scalar(sql).bind(list_id).fetch_all(p).await)?;
+        let revoked: Vec<i64> =
+            read!(self, p => sqlx::query_scalar(sql).bind(list_id).fetch_all(p).await)?;
         Ok(Some((size, revoked)))
     }
 

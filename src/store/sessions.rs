@@ -208,8 +208,7 @@ impl Store {
     /// Whether a passkey confirmation was already spent by a change.
     pub async fn confirmation_spent(&self, id: &str) -> Result<bool> {
         let sql = "SELECT COUNT(*) FROM spent_confirmations WHERE id = $1";
-        let n: i64 =
-            read!(self, p => sqlx::query_scalar(sql).bind(id).fetch_one(p).await)?;
+        let n: i64 = read!(self, p => sqlx::query_scalar(sql).bind(id).fetch_one(p).await)?;
         Ok(n > 0)
     }
 
@@ -218,8 +217,6 @@ impl Store {
             "SELECT id_hash, login_id, credential_id, authenticated_at, created_at, expires_at, \
                    client_addr, user_agent FROM sessions WHERE user_id = $1 AND expires_at > $2 \
                    ORDER BY created_at DESC";
-        Ok(
-            read!(self, p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?,
-        )
+        Ok(read!(self, p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?)
     }
 }

@@ -1,7 +1,7 @@
 //! Users and their roles.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, read, is_unique_violation, transaction, Result, Store};
+use super::{dispatch, is_unique_violation, read, transaction, Result, Store};
 
 /// What a user may do.
 #[derive(
@@ -151,7 +151,8 @@ pub enum ExternalIdChange {
 impl Store {
     pub async fn user_by_external_id(&self, external_id: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE external_id = $1");
-        let row: Option<UserRow> = read!(self, p => sqlx::query_as(&sql).bind(external_id).fetch_optional(p).await)?;
+        let row: Option<UserRow> =
+            read!(self, p => sqlx::query_as(&sql).bind(external_id).fetch_optional(p).await)?;
         row.map(User::try_from).transpose()
     }
 

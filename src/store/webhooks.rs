@@ -98,9 +98,7 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM webhook_outbox WHERE endpoint_id = $1 AND status = 'pending' ORDER BY id LIMIT 1"
         );
-        Ok(
-            read!(self, p => sqlx::query_as(&sql).bind(endpoint).fetch_optional(p).await)?,
-        )
+        Ok(read!(self, p => sqlx::query_as(&sql).bind(endpoint).fetch_optional(p).await)?)
     }
 
     /// Deletes delivered and given-up messages whose event is older than
