@@ -103,6 +103,42 @@ on_both_databases! {
         assert_eq!(count_where(&app, "audit_log", "target = 'batch-audit'").await, 1);
     }
 
+    async fn mints_sharing_a_proof_or_a_device_in_one_batch_mint_once_and_sync_once(app) {
+        let account = app.register("twins").await;
+        let reply = app.mint(&app.client, &DeviceKey::ed25519()).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        let store = &app.state.store;
+        let session = store.open_sessions(&account.user_id, now()).await.unwrap();
+        let login_id = session[0].login_id.clone().expect("a signed-in session");
+        let kid = store.license(&first_jti(&reply.body["license"])).await.unwrap().unwrap().kid;
+        let who = (account.user_id.as_str(), login_id.as_str(), account.credential_id.as_str(), kid.as_str());
+        let ended = (account.user_id.as_str(), "a-sign-in-that-ended", account.credential_id.as_str(), kid.as_str());
+        assert!(store.use_dpop_proof("spent-before", now() + 600).await.unwrap());
+
+        let outcomes = store
+            .commit_together(vec![
+                mint("shared", "jti-first", 2_000_001, who),
+                mint("shared", "jti-second", 2_000_002, who),
+                // Spent and from an ended sign-in: a replay is what it is told.
+                mint("spent-before", "jti-spent", 2_000_003, ended),
+                // Another mint from the same device key ("jkt") in the same batch.
+                mint("other", "jti-other", 2_000_004, who),
+            ])
+            .await
+            .expect("the batch commits");
+        let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.expect("no item errs")).collect();
+        assert_eq!(outcomes, [Outcome::Done, Outcome::Replay, Outcome::Replay, Outcome::Done]);
+        assert_eq!(count_where(&app, "licenses", "jti IN ('jti-first', 'jti-other')").await, 2);
+        assert_eq!(count_where(&app, "licenses", "jti IN ('jti-second', 'jti-spent')").await, 0);
+        assert_eq!(count_where(&app, "audit_log", "target IN ('jti-first', 'jti-other')").await, 2);
+        assert_eq!(count_where(&app, "audit_log", "target IN ('jti-second', 'jti-spent')").await, 0);
+        assert_eq!(
+            count_where(&app, "devices", &format!("user_id = '{}' AND jkt = 'jkt'", account.user_id)).await,
+            1,
+            "one device row for the two mints of one device"
+        );
+    }
+
     async fn concurrent_premium_calls_with_one_replayed_proof_fail_only_the_replays(app) {
         app.register("caller").await;
         app.cli(&["admin", "grant", "caller", "premium"]).await.unwrap();
