@@ -80,27 +80,16 @@ pub(crate) async fn start(
         ));
     }
     let key = usernames::lookup_key(name);
-    let user = state
-        .store
-        .user_by_username_key(&key)
-        .await?
-        .filter(|u| u.disabled_at.is_none());
-    let mut ids: Vec<String> = match &user {
-        Some(user) => state
-            .store
-            .active_credentials(&user.id)
-            .await?
-            .into_iter()
-            .map(|c| c.id)
-            .collect(),
-        None => Vec::new(),
+    let (user_id, mut ids) = match state.store.sign_in_candidates(&key).await? {
+        Some((user_id, ids)) => (Some(user_id), ids),
+        None => (None, Vec::new()),
     };
     // An unknown username gets the same shape of answer as a known one:
     // a stable, made-up credential id, so that probing reveals nothing.
     if ids.is_empty() {
         ids.push(fake_credential_id(&state, &key));
     }
-    let expected = Some(user.map(|u| u.id));
+    let expected = Some(user_id);
     let options = assertion::start(&state, &session, KIND, expected, Some(&ids)).await?;
     Ok(Json(options))
 }

@@ -39,6 +39,9 @@ pub(crate) enum Item {
     /// One statement that cannot be refused by the data (session and
     /// ceremony rows); answered with the rows it affected.
     Exec(&'static str, Vec<Arg>),
+    /// One statement that returns at most one row (a `DELETE … RETURNING`
+    /// that takes a ceremony); answered with that row's first column.
+    Take(&'static str, Vec<Arg>),
 }
 
 /// A parameter of an [`Item::Exec`] statement.
@@ -61,6 +64,9 @@ pub enum Outcome {
     Done,
     /// An `Exec` statement ran and changed this many rows.
     Rows(u64),
+    /// A `Take` statement ran: `None` if it returned no row, else the row's
+    /// first column.
+    Taken(Option<Option<String>>),
     /// The DPoP proof id was already spent (before or earlier in the batch).
     Replay,
     /// The mint's sign-in (session, passkey, user) no longer stands.
@@ -247,6 +253,26 @@ macro_rules! apply {
                         done
                     };
                     results[i] = rows.map(Outcome::Rows).map_err(Error::from);
+                }
+                Item::Take(sql, args) => {
+                    let row = if $sqlite {
+                        exec_query(sql, args).fetch_optional(&mut *$tx).await
+                    } else {
+                        let mut sp = sqlx::Acquire::begin(&mut *$tx).await?;
+                        let done = exec_query(sql, args).fetch_optional(&mut *sp).await;
+                        if done.is_ok() {
+                            sp.commit().await?;
+                        } else {
+                            sp.rollback().await?;
+                        }
+                        done
+                    };
+                    results[i] = row.map_err(Error::from).and_then(|row| {
+                        let first = row
+                            .map(|row| sqlx::Row::try_get::<Option<String>, _>(&row, 0))
+                            .transpose()?;
+                        Ok(Outcome::Taken(first))
+                    });
                 }
                 Item::Audit(..) if bulk.contains(&i) => {}
                 Item::Audit(event, at) => {
@@ -525,6 +551,30 @@ impl Store {
         match self.queue.submit(Item::Exec(sql, args)).await? {
             Outcome::Rows(n) => Ok(n),
             _ => Ok(0),
+        }
+    }
+}
+
+impl Store {
+    /// Runs one statement that returns at most one row through the group
+    /// commit (on PostgreSQL on the pool, as [`Store::exec_batched`] does);
+    /// `None` when it returned no row, else the row's first column.
+    pub(crate) async fn take_batched(
+        &self,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<Option<Option<String>>> {
+        if let Backend::Postgres(pool) = self.writer() {
+            let row = exec_query::<sqlx::Postgres>(sql, &args)
+                .fetch_optional(pool)
+                .await?;
+            return Ok(row
+                .map(|row| sqlx::Row::try_get::<Option<String>, _>(&row, 0))
+                .transpose()?);
+        }
+        match self.queue.submit(Item::Take(sql, args)).await? {
+            Outcome::Taken(row) => Ok(row),
+            _ => Ok(None),
         }
     }
 }

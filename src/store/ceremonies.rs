@@ -34,16 +34,12 @@ impl Store {
     /// Removes the ceremony and returns its state if it exists, is of `kind` and
     /// has not expired.
     pub async fn take_ceremony(&self, id: &str, kind: &str, now: i64) -> Result<Option<String>> {
-        // The state never changes after the insert, so it is read first; the
-        // delete (through the group commit) decides who finishes: it removes
-        // the row once, and a second finisher finds nothing to remove.
-        let sql = "SELECT state FROM ceremonies WHERE id = $1 AND kind = $2 AND expires_at > $3";
-        let state: Option<String> = read!(self, p => sqlx::query_scalar(sql)
-            .bind(id).bind(kind).bind(now).fetch_optional(p).await)?;
-        let taken = self
-            .exec_batched("DELETE FROM ceremonies WHERE id = $1", vec![text(id)])
-            .await?;
-        Ok(state.filter(|_| taken == 1))
+        // One statement through the group commit decides who finishes: the
+        // delete removes the row once, and a second finisher finds no row.
+        let sql = "DELETE FROM ceremonies WHERE id = $1 \
+                   RETURNING CASE WHEN kind = $2 AND expires_at > $3 THEN state END";
+        let args = vec![text(id), text(kind), Arg::Int(Some(now))];
+        Ok(self.take_batched(sql, args).await?.flatten())
     }
 
     /// Ceremonies not yet finished (expired ones included until upkeep deletes them).

@@ -304,7 +304,7 @@ impl Store {
             audit: OwnedAuditEvent::from(audit),
         };
         match self.submit_write(Item::Mint(Box::new(item))).await {
-            Ok(Outcome::Done | Outcome::Rows(_)) => Ok(()),
+            Ok(Outcome::Done | Outcome::Rows(_) | Outcome::Taken(_)) => Ok(()),
             Ok(Outcome::Replay) => Err(MintError::Replay),
             Ok(Outcome::Revoked) => Err(MintError::Revoked),
             Ok(Outcome::DeviceLimit(max, active)) => Err(MintError::DeviceLimit(max, active)),

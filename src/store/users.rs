@@ -96,6 +96,22 @@ impl Store {
         row.map(User::try_from).transpose()
     }
 
+    /// For a sign-in with a username, in one read: the enabled user whose
+    /// username has this key, and the ids of their passkeys that still work,
+    /// oldest first; `None` when there is no such enabled user.
+    pub async fn sign_in_candidates(&self, key: &str) -> Result<Option<(String, Vec<String>)>> {
+        let sql = "SELECT u.id, c.id FROM users u \
+                   LEFT JOIN credentials c ON c.user_id = u.id AND c.revoked_at IS NULL \
+                   WHERE u.username_key = $1 AND u.disabled_at IS NULL ORDER BY c.created_at, c.id";
+        let rows: Vec<(String, Option<String>)> =
+            read!(self, p => sqlx::query_as(sql).bind(key).fetch_all(p).await)?;
+        let Some((user_id, _)) = rows.first() else {
+            return Ok(None);
+        };
+        let user_id = user_id.clone();
+        Ok(Some((user_id, rows.into_iter().filter_map(|(_, c)| c).collect())))
+    }
+
     /// Whether some user's username has this confusable skeleton.
     pub async fn username_skeleton_taken(&self, skeleton: &str) -> Result<bool> {
         let sql = "SELECT COUNT(*) FROM users WHERE username_skeleton = $1";
