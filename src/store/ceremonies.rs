@@ -1,9 +1,10 @@
 //! Started WebAuthn ceremonies, kept server-side until they finish or expire.
 //!
-//! The session only holds the ceremony id; finishing reads the state and
-//! deletes the row, and only the request whose delete removed it goes on, so a
-//! ceremony can be finished once, even by ten concurrent requests or on another
-//! instance. The writes go through the group commit.
+//! The session only holds the ceremony id; finishing deletes the row and gets
+//! its state back in the same statement (`DELETE … RETURNING`), so only the
+//! request whose delete removed it goes on: a ceremony can be finished once,
+//! even by ten concurrent requests or on another instance. The writes go
+//! through the group commit.
 
 use super::batch::Arg;
 use super::{read, Result, Store};
