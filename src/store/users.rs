@@ -109,7 +109,10 @@ impl Store {
             return Ok(None);
         };
         let user_id = user_id.clone();
-        Ok(Some((user_id, rows.into_iter().filter_map(|(_, c)| c).collect())))
+        Ok(Some((
+            user_id,
+            rows.into_iter().filter_map(|(_, c)| c).collect(),
+        )))
     }
 
     /// Whether some user's username has this confusable skeleton.
