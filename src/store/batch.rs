@@ -23,7 +23,7 @@ use super::licenses::{
     bind_device, bind_license, mint_statements, shift_params, MintError, NewLicense, OwnedLicense,
 };
 use super::{Backend, Error, Result, Store};
-use sqlx::{PgPool, SqliteConnection, SqlitePool};
+use sqlx::{PgConnection, PgPool, SqliteConnection, SqlitePool};
 
 /// Most items committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -274,13 +274,8 @@ macro_rules! apply {
                         Ok(Outcome::Taken(first))
                     });
                 }
-                Item::Audit(..) if bulk.contains(&i) => {}
-                Item::Audit(event, at) => {
-                    let e = event.borrowed();
-                    super::audit::insert_event!(e, *at)
-                        .execute(&mut *$tx)
-                        .await?;
-                }
+                // Both backends insert a batch's audit rows in bulk.
+                Item::Audit(..) => {}
                 Item::Mint(mint) => {
                     // A savepoint per mint: a refused mint leaves nothing
                     // behind and its neighbours commit.
@@ -368,7 +363,7 @@ async fn commit_postgres(pool: &PgPool, items: &[&Item]) -> Result<Vec<Result<Ou
         .bind(exps)
         .fetch_all(&mut *tx)
         .await?
-    }, _results => HashSet::new());
+    }, _results => bulk_postgres(&mut tx, items).await?);
     tx.commit().await?;
     Ok(results)
 }
@@ -482,15 +477,40 @@ async fn bulk_sqlite(
         q.execute(&mut *conn).await?;
         audits.extend(chunk.iter().map(|m| (&m.audit, m.license.issued_at)));
     }
-    for chunk in audits.chunks(MAX_BATCH) {
-        let sql = multi_row(super::audit::INSERT_EVENT, 10, chunk.len());
-        let mut q = sqlx::query(&sql);
-        for (event, at) in chunk {
-            let e = event.borrowed();
-            q = bind_event!(q, e, *at);
+    insert_audits!(conn, audits);
+    Ok(taken)
+}
+
+/// Inserts audit rows `$audits` (`(&OwnedAuditEvent, at)`) on `$conn` with
+/// multi-row statements (10 parameters a row: 2,560 for 256 rows, under
+/// either database's limit).
+macro_rules! insert_audits {
+    ($conn:expr, $audits:expr) => {
+        for chunk in $audits.chunks(MAX_BATCH) {
+            let sql = multi_row(super::audit::INSERT_EVENT, 10, chunk.len());
+            let mut q = sqlx::query(&sql);
+            for (event, at) in chunk {
+                let e = event.borrowed();
+                q = bind_event!(q, e, *at);
+            }
+            q.execute(&mut *$conn).await?;
         }
-        q.execute(&mut *conn).await?;
+    };
+}
+use insert_audits;
+
+/// On PostgreSQL, a batch's audit rows in one multi-row statement (one round
+/// trip to the server instead of one per row). Returns the items taken.
+async fn bulk_postgres(conn: &mut PgConnection, items: &[&Item]) -> Result<HashSet<usize>> {
+    let mut taken = HashSet::new();
+    let mut audits: Vec<(&OwnedAuditEvent, i64)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Item::Audit(event, at) = item {
+            taken.insert(i);
+            audits.push((event, *at));
+        }
     }
+    insert_audits!(conn, audits);
     Ok(taken)
 }
 
