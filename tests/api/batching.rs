@@ -46,6 +46,60 @@ fn mint<'a>(
     }
 }
 
+/// The signed-in user of a test app after one real mint (which opens status
+/// list 1 and names the signing key): what a queued mint needs to name.
+struct Minter {
+    user_id: String,
+    login_id: String,
+    credential_id: String,
+    kid: String,
+}
+
+impl Minter {
+    async fn signed_in(app: &TestApp, username: &str) -> Self {
+        let reply = app.mint(&app.client, &DeviceKey::ed25519()).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        let store = &app.state.store;
+        let row = store
+            .license(&first_jti(&reply.body["license"]))
+            .await
+            .unwrap()
+            .unwrap();
+        let (user_id, kid) = (row.user_id, row.kid);
+        let session = store.open_sessions(&user_id, now()).await.unwrap();
+        assert_eq!(session.len(), 1, "{username} has one session");
+        Self {
+            login_id: session[0].login_id.clone().expect("a signed-in session"),
+            credential_id: session[0]
+                .credential_id
+                .clone()
+                .expect("signed in with a passkey"),
+            user_id,
+            kid,
+        }
+    }
+
+    /// This sign-in, as a mint names it.
+    fn now(&self) -> (&str, &str, &str, &str) {
+        (
+            &self.user_id,
+            &self.login_id,
+            &self.credential_id,
+            &self.kid,
+        )
+    }
+
+    /// A sign-in of the same user that has ended.
+    fn ended(&self) -> (&str, &str, &str, &str) {
+        (
+            &self.user_id,
+            "a-sign-in-that-ended",
+            &self.credential_id,
+            &self.kid,
+        )
+    }
+}
+
 async fn count_where(app: &TestApp, table: &str, cond: &str) -> i64 {
     app.scalar(&format!("SELECT COUNT(*) FROM {table} WHERE {cond}"))
         .await
@@ -53,17 +107,11 @@ async fn count_where(app: &TestApp, table: &str, cond: &str) -> i64 {
 
 on_both_databases! {
     async fn requests_that_fail_in_a_batch_fail_alone(app) {
-        let account = app.register("batcher").await;
+        app.register("batcher").await;
         app.cli(&["admin", "grant", "batcher", "premium"]).await.unwrap();
-        // A real mint first: it opens status list 1 and gives the signing key id.
-        let reply = app.mint(&app.client, &DeviceKey::ed25519()).await;
-        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        let minter = Minter::signed_in(&app, "batcher").await;
+        let (who, revoked) = (minter.now(), minter.ended());
         let store = &app.state.store;
-        let session = store.open_sessions(&account.user_id, now()).await.unwrap();
-        let login_id = session[0].login_id.clone().expect("a signed-in session");
-        let kid = store.license(&first_jti(&reply.body["license"])).await.unwrap().unwrap().kid;
-        let who = (account.user_id.as_str(), login_id.as_str(), account.credential_id.as_str(), kid.as_str());
-        let revoked = (account.user_id.as_str(), "a-sign-in-that-ended", account.credential_id.as_str(), kid.as_str());
         assert!(store.use_dpop_proof("spent-earlier", now() + 600).await.unwrap());
 
         let outcomes = store
@@ -104,15 +152,10 @@ on_both_databases! {
     }
 
     async fn mints_sharing_a_proof_or_a_device_in_one_batch_mint_once_and_sync_once(app) {
-        let account = app.register("twins").await;
-        let reply = app.mint(&app.client, &DeviceKey::ed25519()).await;
-        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        app.register("twins").await;
+        let minter = Minter::signed_in(&app, "twins").await;
+        let (who, ended) = (minter.now(), minter.ended());
         let store = &app.state.store;
-        let session = store.open_sessions(&account.user_id, now()).await.unwrap();
-        let login_id = session[0].login_id.clone().expect("a signed-in session");
-        let kid = store.license(&first_jti(&reply.body["license"])).await.unwrap().unwrap().kid;
-        let who = (account.user_id.as_str(), login_id.as_str(), account.credential_id.as_str(), kid.as_str());
-        let ended = (account.user_id.as_str(), "a-sign-in-that-ended", account.credential_id.as_str(), kid.as_str());
         assert!(store.use_dpop_proof("spent-before", now() + 600).await.unwrap());
 
         let outcomes = store
@@ -133,7 +176,7 @@ on_both_databases! {
         assert_eq!(count_where(&app, "audit_log", "target IN ('jti-first', 'jti-other')").await, 2);
         assert_eq!(count_where(&app, "audit_log", "target IN ('jti-second', 'jti-spent')").await, 0);
         assert_eq!(
-            count_where(&app, "devices", &format!("user_id = '{}' AND jkt = 'jkt'", account.user_id)).await,
+            count_where(&app, "devices", &format!("user_id = '{}' AND jkt = 'jkt'", minter.user_id)).await,
             1,
             "one device row for the two mints of one device"
         );
