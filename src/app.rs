@@ -107,11 +107,7 @@ fn routes(state: AppState, static_dir: PathBuf, body_limit: usize) -> Router {
     let settings = state.settings.clone();
     let anonymous_ttl = i64::try_from(settings.ceremony_ttl.as_secs()).unwrap_or(300);
     let sessions = SessionManagerLayer::new(SessionDb::new(state.store.clone(), anonymous_ttl))
-        .with_name(if settings.https {
-            "__Host-latchkey"
-        } else {
-            "latchkey"
-        })
+        .with_name(crate::http::session::cookie_name(settings.https))
         .with_secure(settings.https)
         .with_http_only(true)
         .with_same_site(SameSite::Strict)

@@ -10,11 +10,15 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::HeaderValue;
+use serde_json::Value;
+use tower_sessions::cookie::{Cookie, SameSite};
+use tower_sessions::session::Id;
 use tower_sessions::Session;
 
 use super::ClientInfo;
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::state::{AppState, Settings};
 use crate::store::sessions::{
     AUTHENTICATED_AT, CLIENT_ADDR, CREDENTIAL_ID, LOGIN_ID, USER_AGENT, USER_ID,
 };
@@ -141,31 +145,72 @@ impl FromRequestParts<AppState> for SignedIn {
     }
 }
 
-/// Turns the request's session into a fresh, signed-in one: a new session id
-/// (so a cookie planted before sign-in is worth nothing after it) holding only
-/// the sign-in, which is also the session's first passkey confirmation.
+/// The session cookie's name: with https, a `__Host-` cookie (Secure, Path=/,
+/// no Domain), so no other site or subdomain can set or shadow it.
+pub fn cookie_name(https: bool) -> &'static str {
+    if https {
+        "__Host-latchkey"
+    } else {
+        "latchkey"
+    }
+}
+
+/// The `Set-Cookie` value that hands out session `id`, with the attributes
+/// the session layer gives its own cookie (see `app.rs`).
+pub fn session_cookie(settings: &Settings, id: &Id) -> Result<HeaderValue, AppError> {
+    let cookie = Cookie::build((cookie_name(settings.https), id.to_string()))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(settings.https)
+        .path("/")
+        .max_age(time::Duration::seconds(settings.session_ttl_secs))
+        .build();
+    HeaderValue::from_str(&cookie.encoded().to_string())
+        .map_err(|e| AppError::Internal(anyhow::Error::from(e).context("session cookie")))
+}
+
+/// What a new signed-in session holds, keyed as the session keeps it, and
+/// its sign-in id: the sign-in, which is also the session's first passkey
+/// confirmation.
+pub fn signed_in_data(
+    user_id: &str,
+    credential_id: &str,
+    client: &ClientInfo,
+    now: i64,
+) -> (String, serde_json::Map<String, Value>) {
+    let login_id = new_id();
+    let mut data = serde_json::Map::new();
+    data.insert(USER_ID.into(), user_id.into());
+    data.insert(LOGIN_ID.into(), login_id.clone().into());
+    data.insert(CREDENTIAL_ID.into(), credential_id.into());
+    data.insert(AUTHENTICATED_AT.into(), now.into());
+    data.insert(VERIFIED_AT.into(), now.into());
+    data.insert(VERIFIED_WITH.into(), credential_id.into());
+    data.insert(CONFIRMATION.into(), new_id().into());
+    if let Some(addr) = &client.addr {
+        data.insert(CLIENT_ADDR.into(), addr.clone().into());
+    }
+    if let Some(agent) = &client.user_agent {
+        data.insert(USER_AGENT.into(), agent.clone().into());
+    }
+    (login_id, data)
+}
+
+/// Turns the request's session into a fresh, signed-in one through the
+/// session layer: a new session id (so a cookie planted before sign-in is
+/// worth nothing after it) holding only [`signed_in_data`]. A passkey
+/// sign-in does the same in one statement instead (`Store::sign_in`).
 pub async fn start(
     session: &Session,
     user_id: &str,
     credential_id: &str,
     client: &ClientInfo,
 ) -> Result<String, AppError> {
-    let login_id = new_id();
-    let now = crate::store::now();
+    let (login_id, data) = signed_in_data(user_id, credential_id, client, crate::store::now());
     session.clear().await;
     session.cycle_id().await?;
-    session.insert(USER_ID, user_id).await?;
-    session.insert(LOGIN_ID, &login_id).await?;
-    session.insert(CREDENTIAL_ID, credential_id).await?;
-    session.insert(AUTHENTICATED_AT, now).await?;
-    session.insert(VERIFIED_AT, now).await?;
-    session.insert(VERIFIED_WITH, credential_id).await?;
-    session.insert(CONFIRMATION, new_id()).await?;
-    if let Some(addr) = &client.addr {
-        session.insert(CLIENT_ADDR, addr).await?;
-    }
-    if let Some(agent) = &client.user_agent {
-        session.insert(USER_AGENT, agent).await?;
+    for (key, value) in data {
+        session.insert_value(&key, value).await?;
     }
     Ok(login_id)
 }

@@ -9,13 +9,18 @@ use tower_sessions::Session;
 use webauthn_rs::prelude::{DiscoverableAuthentication, Passkey, WebauthnError};
 
 use super::credential::{AuthenticationCredential, PasskeyOptions};
-use super::{begin_ceremony, ceremony_failed, take_ceremony};
+use super::{
+    begin_ceremony, ceremony_failed, ceremony_gone, ceremony_key, pending_ceremony, spend_ceremony,
+    Pending, SessionCookie,
+};
 use crate::error::{AppError, Result};
+use crate::http::session::{session_cookie, signed_in_data};
 use crate::http::ClientInfo;
 use crate::state::AppState;
 use crate::store::audit::{AuditEvent, Event};
-use crate::store::credentials::UseOutcome;
+use crate::store::credentials::{CredentialUse, UseOutcome};
 use crate::store::now;
+use crate::store::sessions::{NewSignIn, SignInOutcome};
 use crate::store::users::User;
 
 #[derive(Serialize, Deserialize)]
@@ -37,7 +42,7 @@ pub(super) async fn start(
     kind: &str,
     expected_user: Option<Option<String>>,
     allow: Option<&[String]>,
-) -> Result<PasskeyOptions> {
+) -> Result<(SessionCookie, PasskeyOptions)> {
     let (options, authentication) = state
         .webauthn
         .start_discoverable_authentication()
@@ -50,18 +55,24 @@ pub(super) async fn start(
         authentication,
         expected_user,
     };
-    begin_ceremony(state, session, kind, &ceremony).await?;
-    Ok(options)
+    let cookie = begin_ceremony(state, session, kind, &ceremony).await?;
+    Ok((cookie, options))
 }
 
-/// A verified assertion.
+/// A verified assertion; nothing of it is written yet.
 pub(super) struct Verified {
     pub user: User,
     pub credential_id: String,
+    /// The ceremony it answered, still in the session.
+    ceremony_id: String,
+    /// The passkey's new counter and state, when they must be stored.
+    credential_use: Option<CredentialUse>,
 }
 
-/// Checks the answer to the assertion of `kind` started in this session.
-/// Failures are audited (each with its reason) and answered 401, 422 or 409.
+/// Checks the answer to the assertion of `kind` started in this session and
+/// writes nothing when it holds: the caller commits it, which also takes the
+/// ceremony ([`sign_in`], [`record_use`]). A refused answer spends the
+/// ceremony and is audited (each with its reason) and answered 401 or 422.
 pub(super) async fn finish(
     state: &AppState,
     session: &Session,
@@ -69,7 +80,23 @@ pub(super) async fn finish(
     credential: AuthenticationCredential,
     client: &ClientInfo,
 ) -> Result<Verified> {
-    let ceremony: Ceremony = take_ceremony(state, session, kind).await?;
+    let pending: Pending<Ceremony> = pending_ceremony(session, kind).await?;
+    let checked = check(state, pending, kind, credential, client).await;
+    if checked.is_err() {
+        // A refused answer ends its ceremony: the next try starts again.
+        session.remove_value(&ceremony_key(kind)).await?;
+    }
+    checked
+}
+
+async fn check(
+    state: &AppState,
+    pending: Pending<Ceremony>,
+    kind: &'static str,
+    credential: AuthenticationCredential,
+    client: &ClientInfo,
+) -> Result<Verified> {
+    let ceremony = pending.state;
     let credential_id = credential.credential_id();
     let credential = credential.into_webauthn()?;
     let failed = |reason: &'static str, user: Option<String>| {
@@ -152,44 +179,148 @@ pub(super) async fn finish(
     // minute, so most sign-ins skip this write. A counter that moves, a new
     // backup state or a stale last use is written with its checks as before.
     let now = now();
-    if !changed
+    let unchanged = !changed
         && result.counter() == 0
         && stored.counter == 0
         && result.backup_state() == stored.backup_state
         && stored
             .last_used_at
-            .is_some_and(|at| now - at < LAST_USE_PRECISION_SECS)
-    {
-        return Ok(Verified {
-            user,
-            credential_id,
-        });
-    }
-    let passkey_json = serde_json::to_string(&passkey).map_err(anyhow::Error::from)?;
-    match state
-        .store
-        .record_credential_use(
-            &credential_id,
-            result.counter(),
-            &passkey_json,
-            result.backup_state(),
-            now,
-        )
-        .await?
-    {
-        UseOutcome::Recorded => {}
-        UseOutcome::CounterRegressed => {
-            return Err(counter_regressed(state, &user.id, &credential_id, client).await);
-        }
-        UseOutcome::Gone => {
-            failed("passkey revoked during the ceremony", Some(user.id.clone())).await;
-            return Err(unknown());
-        }
-    }
+            .is_some_and(|at| now - at < LAST_USE_PRECISION_SECS);
+    let credential_use = if unchanged {
+        None
+    } else {
+        Some(CredentialUse {
+            counter: result.counter(),
+            passkey: serde_json::to_string(&passkey).map_err(anyhow::Error::from)?,
+            backup_state: result.backup_state(),
+            at: now,
+        })
+    };
     Ok(Verified {
         user,
         credential_id,
+        ceremony_id: pending.id,
+        credential_use,
     })
+}
+
+/// Commits a verified sign-in in one write: the session that started it
+/// becomes the signed-in one under a new id (only while it still holds the
+/// ceremony, and the passkey and its user are still active), the passkey's
+/// use is recorded when it changed, and the sign-in is audited. Returns the
+/// `Set-Cookie` value with the new id and the sign-in id.
+///
+/// The session layer's copy of the session is left untouched, so the layer
+/// writes nothing more and sends no cookie of its own.
+pub(super) async fn sign_in(
+    state: &AppState,
+    session: &Session,
+    verified: &Verified,
+    client: &ClientInfo,
+) -> Result<(SessionCookie, String)> {
+    let old_id = session.id().ok_or_else(ceremony_gone)?;
+    let new_id = tower_sessions::session::Id::default();
+    let now = now();
+    let (user, credential_id) = (&verified.user, &verified.credential_id);
+    let (login_id, data) = signed_in_data(&user.id, credential_id, client, now);
+    let event = AuditEvent {
+        actor_user_id: Some(&user.id),
+        target_user_id: Some(&user.id),
+        target: Some(credential_id),
+        client_addr: client.addr.as_deref(),
+        user_agent: client.user_agent.as_deref(),
+        ..AuditEvent::new(Event::SigninSuccess)
+    };
+    let outcome = state
+        .store
+        .sign_in(NewSignIn {
+            old_id: &old_id,
+            new_id: &new_id,
+            ceremony_id: &verified.ceremony_id,
+            user_id: &user.id,
+            login_id: &login_id,
+            credential_id,
+            client_addr: client.addr.as_deref(),
+            user_agent: client.user_agent.as_deref(),
+            data: serde_json::to_string(&data).map_err(anyhow::Error::from)?,
+            expires_at: now + state.settings.session_ttl_secs,
+            credential_use: verified.credential_use.clone(),
+            audit: &event,
+            at: now,
+        })
+        .await?;
+    match outcome {
+        SignInOutcome::Done => {
+            let cookie = session_cookie(&state.settings, &new_id)?;
+            Ok((SessionCookie(Some(cookie)), login_id))
+        }
+        SignInOutcome::CeremonyGone => Err(ceremony_gone()),
+        SignInOutcome::CounterRegressed => {
+            Err(counter_regressed(state, &user.id, credential_id, client).await)
+        }
+        SignInOutcome::PasskeyGone => {
+            let reason = "passkey revoked during the ceremony";
+            record_failure(
+                state,
+                client,
+                "login",
+                credential_id.clone(),
+                reason,
+                Some(user.id.clone()),
+            )
+            .await;
+            Err(AppError::UnknownCredential {
+                credential_id: credential_id.clone(),
+            })
+        }
+    }
+}
+
+/// Commits a verified assertion that opens no session (a step-up): takes
+/// the ceremony, then records the passkey's use when it changed.
+pub(super) async fn record_use(
+    state: &AppState,
+    session: &Session,
+    kind: &'static str,
+    verified: &Verified,
+    client: &ClientInfo,
+) -> Result<()> {
+    spend_ceremony(state, session, kind, &verified.ceremony_id).await?;
+    let Some(used) = &verified.credential_use else {
+        return Ok(());
+    };
+    let (user_id, credential_id) = (&verified.user.id, &verified.credential_id);
+    match state
+        .store
+        .record_credential_use(
+            credential_id,
+            used.counter,
+            &used.passkey,
+            used.backup_state,
+            used.at,
+        )
+        .await?
+    {
+        UseOutcome::Recorded => Ok(()),
+        UseOutcome::CounterRegressed => {
+            Err(counter_regressed(state, user_id, credential_id, client).await)
+        }
+        UseOutcome::Gone => {
+            let reason = "passkey revoked during the ceremony";
+            record_failure(
+                state,
+                client,
+                kind,
+                credential_id.clone(),
+                reason,
+                Some(user_id.clone()),
+            )
+            .await;
+            Err(AppError::UnknownCredential {
+                credential_id: credential_id.clone(),
+            })
+        }
+    }
 }
 
 /// Counts and (within the audit log's per-address allowance) records a failed assertion.

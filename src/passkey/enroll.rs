@@ -12,9 +12,9 @@ use tower_sessions::Session;
 use utoipa::ToSchema;
 use webauthn_rs::prelude::Uuid;
 
-use super::begin_ceremony;
 use super::credential::PasskeyOptions;
 use super::register::{Ceremony, NEW_ACCOUNT};
+use super::{begin_ceremony, SessionCookie};
 use crate::error::{AppError, Result};
 use crate::http::AppJson;
 use crate::state::AppState;
@@ -70,7 +70,7 @@ pub(crate) async fn start(
     State(state): State<AppState>,
     session: Session,
     AppJson(request): AppJson<EnrollStart>,
-) -> Result<Json<PasskeyOptions>> {
+) -> Result<(SessionCookie, Json<PasskeyOptions>)> {
     let hash = code_hash(&request.enrollment);
     let (user, recovery) = state
         .store
@@ -106,8 +106,9 @@ pub(crate) async fn start(
         revoke_others: recovery.unwrap_or(false),
         recovery_code: None,
     };
-    begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
-    Ok(Json(
-        PasskeyOptions::from_challenge(options)?.require_resident_key(),
+    let cookie = begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
+    Ok((
+        cookie,
+        Json(PasskeyOptions::from_challenge(options)?.require_resident_key()),
     ))
 }

@@ -8,13 +8,11 @@ use sha2::Sha256;
 use tower_sessions::Session;
 use utoipa::ToSchema;
 
-use super::assertion;
 use super::credential::{AuthenticationCredential, PasskeyOptions};
+use super::{assertion, SessionCookie};
 use crate::error::{AppError, Result};
-use crate::http::session;
 use crate::http::{AppJson, ClientInfo};
 use crate::state::AppState;
-use crate::store::audit::{AuditEvent, Event};
 use crate::store::now;
 use crate::usernames;
 use latchkey_core::jose::b64;
@@ -55,15 +53,15 @@ pub(crate) async fn start(
     State(state): State<AppState>,
     session: Session,
     AppJson(request): AppJson<LoginStart>,
-) -> Result<Json<PasskeyOptions>> {
+) -> Result<(SessionCookie, Json<PasskeyOptions>)> {
     // No username (or only spaces) asks for a discoverable passkey.
     let username = request
         .username
         .as_deref()
         .filter(|name| !name.trim().is_empty() || name.chars().any(char::is_control));
     let Some(name) = username else {
-        let options = assertion::start(&state, &session, KIND, None, None).await?;
-        return Ok(Json(options));
+        let (cookie, options) = assertion::start(&state, &session, KIND, None, None).await?;
+        return Ok((cookie, Json(options)));
     };
     if name.chars().any(char::is_control) {
         return Err(AppError::Unprocessable(
@@ -90,8 +88,8 @@ pub(crate) async fn start(
         ids.push(fake_credential_id(&state, &key));
     }
     let expected = Some(user_id);
-    let options = assertion::start(&state, &session, KIND, expected, Some(&ids)).await?;
-    Ok(Json(options))
+    let (cookie, options) = assertion::start(&state, &session, KIND, expected, Some(&ids)).await?;
+    Ok((cookie, Json(options)))
 }
 
 fn fake_credential_id(state: &AppState, key: &str) -> String {
@@ -120,10 +118,10 @@ pub(crate) async fn finish(
     session: Session,
     client: ClientInfo,
     AppJson(credential): AppJson<AuthenticationCredential>,
-) -> Result<Json<SignedInUser>> {
+) -> Result<(SessionCookie, Json<SignedInUser>)> {
     let verified = assertion::finish(&state, &session, KIND, credential, &client).await?;
-    let (user, credential_id) = (verified.user, verified.credential_id);
-    session::start(&session, &user.id, &credential_id, &client).await?;
+    let (cookie, _login_id) = assertion::sign_in(&state, &session, &verified, &client).await?;
+    let user = verified.user;
     let entitlements: Vec<String> = state
         .store
         .current_entitlements(&user.id, now())
@@ -131,18 +129,12 @@ pub(crate) async fn finish(
         .into_iter()
         .map(|e| e.name)
         .collect();
-    let event = AuditEvent {
-        actor_user_id: Some(&user.id),
-        target_user_id: Some(&user.id),
-        target: Some(&credential_id),
-        client_addr: client.addr.as_deref(),
-        user_agent: client.user_agent.as_deref(),
-        ..AuditEvent::new(Event::SigninSuccess)
-    };
-    state.store.audit(&event, now()).await?;
-    Ok(Json(SignedInUser {
-        user_id: user.id,
-        username: user.username,
-        entitlements,
-    }))
+    Ok((
+        cookie,
+        Json(SignedInUser {
+            user_id: user.id,
+            username: user.username,
+            entitlements,
+        }),
+    ))
 }

@@ -10,6 +10,9 @@ pub(crate) mod recovery;
 pub(crate) mod register;
 pub mod stepup;
 
+use axum::http::header::SET_COOKIE;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponseParts, ResponseParts};
 use serde::{de::DeserializeOwned, Serialize};
 use tower_sessions::Session;
 use utoipa_axum::router::OpenApiRouter;
@@ -81,25 +84,50 @@ impl utoipa::PartialSchema for NameText {
 
 impl utoipa::ToSchema for NameText {}
 
-/// Session key under which a started ceremony of `kind` is remembered.
+/// Session key under which a started ceremony of `kind` is kept.
 fn ceremony_key(kind: &str) -> String {
     format!("ceremony:{kind}")
 }
 
-/// Saves a ceremony's state server-side and remembers its id in the session,
-/// replacing (and deleting) any unfinished ceremony of the same kind.
+/// A started ceremony as the session record keeps it: its state lives in the
+/// session, so starting one costs the session's own write and nothing else.
+#[derive(Serialize, serde::Deserialize)]
+struct Kept<S> {
+    /// A random id: finishing takes the ceremony out of the stored record
+    /// only while the record still holds this id.
+    id: String,
+    expires_at: i64,
+    state: S,
+}
+
+/// A ceremony read from the session, not yet taken.
+struct Pending<S> {
+    id: String,
+    state: S,
+}
+
+fn ceremony_gone() -> AppError {
+    AppError::Unprocessable(
+        "ceremony-not-found",
+        "This passkey request is unknown, already finished or expired; start again.".into(),
+    )
+}
+
+/// Keeps a ceremony's state in the session record, replacing any unfinished
+/// ceremony of the same kind. The record is written here, in one statement
+/// (so a database that cannot take it answers 503), not by the session layer;
+/// returns the `Set-Cookie` value when a new session had to be made.
 async fn begin_ceremony<S: Serialize>(
     state: &AppState,
     session: &Session,
     kind: &str,
     ceremony: &S,
-) -> Result<()> {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let text = serde_json::to_string(ceremony).map_err(anyhow::Error::from)?;
+) -> Result<SessionCookie> {
+    let key = ceremony_key(kind);
     let ttl = i64::try_from(state.settings.ceremony_ttl.as_secs()).unwrap_or(300);
-    if let Some(old) = session.get::<String>(&ceremony_key(kind)).await? {
-        state.store.drop_ceremony(&old).await?;
-    } else {
+    // Before the record is loaded, the id is the request cookie's.
+    let had_cookie = session.id().is_some();
+    if session.get_value(&key).await?.is_none() {
         // Anonymous starts must not grow the database without bound.
         let pending = state
             .pending_ceremonies
@@ -110,37 +138,101 @@ async fn begin_ceremony<S: Serialize>(
             ));
         }
     }
-    state
+    let now = now();
+    let kept = Kept {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        expires_at: now + ttl,
+        state: ceremony,
+    };
+    let kept = serde_json::to_value(&kept).map_err(anyhow::Error::from)?;
+    let existing = session.id();
+    if had_cookie && (existing.is_none() || session.is_empty().await) {
+        // The cookie names a session that has ended (or holds nothing), and
+        // the session layer clears such a cookie unless the session holds
+        // something by the end of the request: the layer keeps this one
+        // (saved here first, so that a database that cannot take it answers 503).
+        session.insert_value(&key, kept).await?;
+        session.save().await?;
+        return Ok(SessionCookie(None));
+    }
+    let created = state
         .store
-        .put_ceremony(&id, kind, &text, now() + ttl)
+        .keep_ceremony(existing.as_ref(), &key, kept, now + ttl, now)
         .await?;
-    session.insert(&ceremony_key(kind), id).await?;
+    let cookie = created
+        .map(|id| crate::http::session::session_cookie(&state.settings, &id))
+        .transpose()?;
+    Ok(SessionCookie(cookie))
+}
+
+/// The `Set-Cookie` of a session this handler made or renewed itself (the
+/// session layer, whose copy was left unchanged, sends none); nothing when
+/// the request's own cookie stays good.
+pub(crate) struct SessionCookie(Option<HeaderValue>);
+
+impl IntoResponseParts for SessionCookie {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(
+        self,
+        mut res: ResponseParts,
+    ) -> std::result::Result<ResponseParts, Self::Error> {
+        if let Some(cookie) = self.0 {
+            res.headers_mut().append(SET_COOKIE, cookie);
+        }
+        Ok(res)
+    }
+}
+
+/// The unexpired ceremony of `kind` this session holds, without taking it.
+async fn pending_ceremony<S: DeserializeOwned>(
+    session: &Session,
+    kind: &str,
+) -> Result<Pending<S>> {
+    let value = session
+        .get_value(&ceremony_key(kind))
+        .await?
+        .ok_or_else(ceremony_gone)?;
+    let kept: Kept<S> = serde_json::from_value(value)
+        .map_err(|e| AppError::Internal(anyhow::Error::from(e).context("ceremony state")))?;
+    if kept.expires_at <= now() {
+        return Err(ceremony_gone());
+    }
+    Ok(Pending {
+        id: kept.id,
+        state: kept.state,
+    })
+}
+
+/// Takes ceremony `id` of `kind` out of the session, in the store (where only
+/// one request can) and in this request's copy; 422 if it is already gone.
+async fn spend_ceremony(state: &AppState, session: &Session, kind: &str, id: &str) -> Result<()> {
+    let key = ceremony_key(kind);
+    let taken = match session.id() {
+        Some(session_id) => {
+            state
+                .store
+                .take_session_ceremony(&session_id, &key, id)
+                .await?
+        }
+        None => false,
+    };
+    session.remove_value(&key).await?;
+    if !taken {
+        return Err(ceremony_gone());
+    }
     Ok(())
 }
 
-/// Takes a ceremony's state out of the store: a ceremony finishes at most once.
+/// Takes a ceremony's state out of the session: a ceremony finishes at most once.
 async fn take_ceremony<S: DeserializeOwned>(
     state: &AppState,
     session: &Session,
     kind: &str,
 ) -> Result<S> {
-    let gone = || {
-        AppError::Unprocessable(
-            "ceremony-not-found",
-            "This passkey request is unknown, already finished or expired; start again.".into(),
-        )
-    };
-    let id: String = session
-        .remove(&ceremony_key(kind))
-        .await?
-        .ok_or_else(gone)?;
-    let text = state
-        .store
-        .take_ceremony(&id, kind, now())
-        .await?
-        .ok_or_else(gone)?;
-    serde_json::from_str(&text)
-        .map_err(|e| AppError::Internal(anyhow::Error::from(e).context("ceremony state")))
+    let pending: Pending<S> = pending_ceremony(session, kind).await?;
+    spend_ceremony(state, session, kind, &pending.id).await?;
+    Ok(pending.state)
 }
 
 /// Maps a WebAuthn verification failure to a client error; never a 500.

@@ -15,10 +15,10 @@ use tower_sessions::Session;
 use utoipa::ToSchema;
 use webauthn_rs::prelude::Uuid;
 
-use super::begin_ceremony;
 use super::credential::PasskeyOptions;
 use super::register::{Ceremony, NEW_ACCOUNT};
 use super::stepup::{require_step_up, step_up_required};
+use super::{begin_ceremony, SessionCookie};
 use crate::error::{AppError, Result};
 use crate::http::session::SignedIn;
 use crate::http::{AppJson, ClientInfo, Time};
@@ -157,7 +157,7 @@ pub(crate) async fn start(
     session: Session,
     client: ClientInfo,
     AppJson(request): AppJson<RecoverStart>,
-) -> Result<Json<PasskeyOptions>> {
+) -> Result<(SessionCookie, Json<PasskeyOptions>)> {
     if request.username.chars().count() > 64 || request.code.chars().count() > 64 {
         return Err(code_refused());
     }
@@ -234,8 +234,9 @@ pub(crate) async fn start(
         revoke_others: false,
         recovery_code: Some(hash),
     };
-    begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
-    Ok(Json(
-        PasskeyOptions::from_challenge(options)?.require_resident_key(),
+    let cookie = begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
+    Ok((
+        cookie,
+        Json(PasskeyOptions::from_challenge(options)?.require_resident_key()),
     ))
 }

@@ -13,7 +13,7 @@ use super::credential::{
     authenticator_info, credential_jwk, PasskeyOptions, RegistrationCredential,
 };
 use super::stepup::{require_step_up, step_up_required};
-use super::{begin_ceremony, ceremony_failed, clean_name, take_ceremony, NameText};
+use super::{begin_ceremony, ceremony_failed, clean_name, take_ceremony, NameText, SessionCookie};
 use crate::error::{AppError, Result};
 use crate::http::session::{self, SignedIn};
 use crate::http::{AppJson, ClientInfo};
@@ -93,7 +93,7 @@ pub(crate) async fn start(
     State(state): State<AppState>,
     session: Session,
     AppJson(request): AppJson<RegisterStart>,
-) -> Result<Json<PasskeyOptions>> {
+) -> Result<(SessionCookie, Json<PasskeyOptions>)> {
     let name = usernames::parse(request.username.0.trim())
         .map_err(|e| AppError::Unprocessable("invalid-name", e.to_string()))?;
     let display_name = match &request.display_name {
@@ -122,9 +122,10 @@ pub(crate) async fn start(
         revoke_others: false,
         recovery_code: None,
     };
-    begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
-    Ok(Json(
-        PasskeyOptions::from_challenge(options)?.require_resident_key(),
+    let cookie = begin_ceremony(&state, &session, NEW_ACCOUNT, &ceremony).await?;
+    Ok((
+        cookie,
+        Json(PasskeyOptions::from_challenge(options)?.require_resident_key()),
     ))
 }
 
@@ -304,7 +305,7 @@ async fn store_passkey(
 pub(crate) async fn add_start(
     State(state): State<AppState>,
     signed_in: SignedIn,
-) -> Result<Json<PasskeyOptions>> {
+) -> Result<(SessionCookie, Json<PasskeyOptions>)> {
     // Ask for the confirmation before the authenticator's prompt, not after it.
     if let Some(confirmation) = require_step_up(&state, &signed_in)? {
         if state.store.confirmation_spent(&confirmation).await? {
@@ -333,9 +334,10 @@ pub(crate) async fn add_start(
         revoke_others: false,
         recovery_code: None,
     };
-    begin_ceremony(&state, &signed_in.session, ADD_PASSKEY, &ceremony).await?;
-    Ok(Json(
-        PasskeyOptions::from_challenge(options)?.require_resident_key(),
+    let cookie = begin_ceremony(&state, &signed_in.session, ADD_PASSKEY, &ceremony).await?;
+    Ok((
+        cookie,
+        Json(PasskeyOptions::from_challenge(options)?.require_resident_key()),
     ))
 }
 

@@ -8,8 +8,8 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::assertion;
 use super::credential::{AuthenticationCredential, PasskeyOptions};
+use super::{assertion, SessionCookie};
 use crate::error::{AppError, Result};
 use crate::http::session::SignedIn;
 use crate::http::{AppJson, ClientInfo, Time};
@@ -56,7 +56,7 @@ pub(crate) struct Confirmed {
 pub(crate) async fn start(
     State(state): State<AppState>,
     signed_in: SignedIn,
-) -> Result<Json<PasskeyOptions>> {
+) -> Result<(SessionCookie, Json<PasskeyOptions>)> {
     let user = signed_in.enabled_user(&state.store).await?;
     let ids: Vec<String> = state
         .store
@@ -66,8 +66,9 @@ pub(crate) async fn start(
         .map(|c| c.id)
         .collect();
     let expected = Some(Some(user.id));
-    let options = assertion::start(&state, &signed_in.session, KIND, expected, Some(&ids)).await?;
-    Ok(Json(options))
+    let (cookie, options) =
+        assertion::start(&state, &signed_in.session, KIND, expected, Some(&ids)).await?;
+    Ok((cookie, Json(options)))
 }
 
 #[utoipa::path(
@@ -88,14 +89,17 @@ pub(crate) async fn finish(
     client: ClientInfo,
     AppJson(credential): AppJson<AuthenticationCredential>,
 ) -> Result<Json<Confirmed>> {
-    let verified = assertion::finish(&state, &signed_in.session, KIND, credential, &client).await?;
+    let session = &signed_in.session;
+    let verified = assertion::finish(&state, session, KIND, credential, &client).await?;
     // The ceremony only allowed this user's passkeys; checked again all the same.
     if verified.user.id != signed_in.user_id {
+        session.remove_value(&super::ceremony_key(KIND)).await?;
         return Err(AppError::unauthorized(
             "ceremony-failed",
             "This passkey belongs to another account.",
         ));
     }
+    assertion::record_use(&state, session, KIND, &verified, &client).await?;
     let now = now();
     signed_in.confirm(&verified.credential_id, now).await?;
     let event = AuditEvent {

@@ -170,7 +170,9 @@ impl AppState {
             serve.rate_limit_admin,
             serve.rate_limit_premium,
         ]);
-        let pending_ceremonies = Arc::new(AtomicI64::new(store.pending_ceremonies().await?));
+        let pending_ceremonies = Arc::new(AtomicI64::new(
+            store.anonymous_sessions(crate::store::now()).await?,
+        ));
         let dpop_nonce = serve
             .dpop_nonce
             .then(|| NonceKey::new(kek.derive("dpop nonce"), 300));
@@ -270,7 +272,7 @@ impl AppState {
                     }
                 }
                 state.record_counted_failures().await;
-                if let Ok(n) = state.store.pending_ceremonies().await {
+                if let Ok(n) = state.store.anonymous_sessions(crate::store::now()).await {
                     state.pending_ceremonies.store(n, Ordering::Relaxed);
                 }
             }

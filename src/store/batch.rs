@@ -39,9 +39,9 @@ pub(crate) enum Item {
     /// One statement that cannot be refused by the data (session and
     /// ceremony rows); answered with the rows it affected.
     Exec(&'static str, Vec<Arg>),
-    /// One statement that returns at most one row (a `DELETE … RETURNING`
-    /// that takes a ceremony); answered with that row's first column.
-    Take(&'static str, Vec<Arg>),
+    /// A sign-in: rotates the session, records the passkey's use when it
+    /// changed and writes the audit row, all under one savepoint.
+    SignIn(Box<SignInItem>),
 }
 
 /// A parameter of an [`Item::Exec`] statement.
@@ -58,21 +58,41 @@ pub(crate) struct MintItem {
     pub audit: OwnedAuditEvent,
 }
 
+/// A sign-in waiting in the queue (see [`super::sessions::ROTATE_INTO_SIGN_IN`]).
+pub(crate) struct SignInItem {
+    pub old_hash: String,
+    pub new_hash: String,
+    pub ceremony_id: String,
+    pub user_id: String,
+    pub login_id: String,
+    pub credential_id: String,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub data: String,
+    pub expires_at: i64,
+    pub credential_use: Option<super::credentials::CredentialUse>,
+    pub audit: OwnedAuditEvent,
+    pub at: i64,
+}
+
 /// How one item ended, once its batch committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done,
     /// An `Exec` statement ran and changed this many rows.
     Rows(u64),
-    /// A `Take` statement ran: `None` if it returned no row, else the row's
-    /// first column.
-    Taken(Option<Option<String>>),
     /// The DPoP proof id was already spent (before or earlier in the batch).
     Replay,
     /// The mint's sign-in (session, passkey, user) no longer stands.
     Revoked,
     /// The account already has this many active devices: `(limit, [(jkt, name, last sync)])`.
     DeviceLimit(i64, Vec<(String, String, i64)>),
+    /// A sign-in's session no longer holds its ceremony.
+    CeremonyGone,
+    /// A sign-in's passkey was revoked or its user disabled.
+    PasskeyGone,
+    /// A sign-in's passkey counter did not move forward.
+    CounterRegressed,
 }
 
 struct Job {
@@ -254,25 +274,15 @@ macro_rules! apply {
                     };
                     results[i] = rows.map(Outcome::Rows).map_err(Error::from);
                 }
-                Item::Take(sql, args) => {
-                    let row = if $sqlite {
-                        exec_query(sql, args).fetch_optional(&mut *$tx).await
+                Item::SignIn(sign_in) => {
+                    let mut sp = sqlx::Acquire::begin(&mut *$tx).await?;
+                    let done = super::sessions::sign_in_statements!(sp, sign_in);
+                    if matches!(done, Ok(Outcome::Done)) {
+                        sp.commit().await?;
                     } else {
-                        let mut sp = sqlx::Acquire::begin(&mut *$tx).await?;
-                        let done = exec_query(sql, args).fetch_optional(&mut *sp).await;
-                        if done.is_ok() {
-                            sp.commit().await?;
-                        } else {
-                            sp.rollback().await?;
-                        }
-                        done
-                    };
-                    results[i] = row.map_err(Error::from).and_then(|row| {
-                        let first = row
-                            .map(|row| sqlx::Row::try_get::<Option<String>, _>(&row, 0))
-                            .transpose()?;
-                        Ok(Outcome::Taken(first))
-                    });
+                        sp.rollback().await?;
+                    }
+                    results[i] = done;
                 }
                 // Both backends insert a batch's audit rows in bulk.
                 Item::Audit(..) => {}
@@ -571,30 +581,6 @@ impl Store {
         match self.queue.submit(Item::Exec(sql, args)).await? {
             Outcome::Rows(n) => Ok(n),
             _ => Ok(0),
-        }
-    }
-}
-
-impl Store {
-    /// Runs one statement that returns at most one row through the group
-    /// commit (on PostgreSQL on the pool, as [`Store::exec_batched`] does);
-    /// `None` when it returned no row, else the row's first column.
-    pub(crate) async fn take_batched(
-        &self,
-        sql: &'static str,
-        args: Vec<Arg>,
-    ) -> Result<Option<Option<String>>> {
-        if let Backend::Postgres(pool) = self.writer() {
-            let row = exec_query::<sqlx::Postgres>(sql, &args)
-                .fetch_optional(pool)
-                .await?;
-            return Ok(row
-                .map(|row| sqlx::Row::try_get::<Option<String>, _>(&row, 0))
-                .transpose()?);
-        }
-        match self.queue.submit(Item::Take(sql, args)).await? {
-            Outcome::Taken(row) => Ok(row),
-            _ => Ok(None),
         }
     }
 }

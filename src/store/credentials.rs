@@ -203,26 +203,18 @@ impl Store {
         backup_state: bool,
         now: i64,
     ) -> Result<UseOutcome> {
-        let sql = "UPDATE credentials SET counter = $2, passkey = $3, backup_state = $4, last_used_at = $5 \
-                   WHERE id = $1 AND revoked_at IS NULL \
-                   AND ($2 > counter OR ($2 = 0 AND counter = 0)) \
-                   AND EXISTS (SELECT 1 FROM users u WHERE u.id = credentials.user_id AND u.disabled_at IS NULL)";
         let counter = i64::from(counter);
-        let updated = dispatch!(self.writer(), p => sqlx::query(sql)
+        let updated = dispatch!(self.writer(), p => sqlx::query(RECORD_USE)
             .bind(id).bind(counter).bind(passkey).bind(backup_state).bind(now)
             .execute(p).await.map(|r| r.rows_affected()))?;
         if updated == 1 {
             return Ok(UseOutcome::Recorded);
         }
-        Ok(match self.credential(id).await? {
-            Some(c) if c.revoked_at.is_none() && counter != 0 && counter <= c.counter => {
-                UseOutcome::CounterRegressed
-            }
-            Some(c) if c.revoked_at.is_none() && counter == 0 && c.counter > 0 => {
-                UseOutcome::CounterRegressed
-            }
-            _ => UseOutcome::Gone,
-        })
+        let stored = self.credential(id).await?;
+        Ok(refused_use(
+            counter,
+            stored.map(|c| (c.revoked_at, c.counter)),
+        ))
     }
 
     pub async fn rename_credential(&self, user_id: &str, id: &str, name: &str) -> Result<bool> {
@@ -231,4 +223,33 @@ impl Store {
             .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
+}
+
+/// Records a passkey's use: its new counter, state and backup state, only if
+/// it is still active, its user enabled, and its counter moved forward (or
+/// both are 0, a synced passkey). Parameters: id, counter, passkey JSON,
+/// backup state, time.
+pub(crate) const RECORD_USE: &str =
+    "UPDATE credentials SET counter = $2, passkey = $3, backup_state = $4, last_used_at = $5 \
+     WHERE id = $1 AND revoked_at IS NULL \
+     AND ($2 > counter OR ($2 = 0 AND counter = 0)) \
+     AND EXISTS (SELECT 1 FROM users u WHERE u.id = credentials.user_id AND u.disabled_at IS NULL)";
+
+/// Why [`RECORD_USE`] changed nothing, from the passkey as stored now
+/// (`(revoked_at, counter)`, `None` if it is gone).
+pub(crate) fn refused_use(counter: i64, stored: Option<(Option<i64>, i64)>) -> UseOutcome {
+    match stored {
+        Some((None, stored)) if counter != 0 && counter <= stored => UseOutcome::CounterRegressed,
+        Some((None, stored)) if counter == 0 && stored > 0 => UseOutcome::CounterRegressed,
+        _ => UseOutcome::Gone,
+    }
+}
+
+/// A passkey's use to record with a sign-in (see [`RECORD_USE`]).
+#[derive(Debug, Clone)]
+pub struct CredentialUse {
+    pub counter: u32,
+    pub passkey: String,
+    pub backup_state: bool,
+    pub at: i64,
 }

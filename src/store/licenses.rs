@@ -304,10 +304,13 @@ impl Store {
             audit: OwnedAuditEvent::from(audit),
         };
         match self.submit_write(Item::Mint(Box::new(item))).await {
-            Ok(Outcome::Done | Outcome::Rows(_) | Outcome::Taken(_)) => Ok(()),
+            Ok(Outcome::Done) => Ok(()),
             Ok(Outcome::Replay) => Err(MintError::Replay),
             Ok(Outcome::Revoked) => Err(MintError::Revoked),
             Ok(Outcome::DeviceLimit(max, active)) => Err(MintError::DeviceLimit(max, active)),
+            Ok(other) => Err(MintError::Store(super::Error::Other(anyhow::anyhow!(
+                "a mint was answered {other:?}"
+            )))),
             Err(err) => Err(MintError::Store(err)),
         }
     }

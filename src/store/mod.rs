@@ -18,7 +18,6 @@ pub mod audit;
 pub mod backup;
 pub mod batch;
 pub mod billing;
-pub mod ceremonies;
 pub mod credentials;
 pub mod devices;
 pub mod enrollments;
@@ -232,11 +231,13 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes what has expired: sessions, unfinished ceremonies, DPoP proof ids.
+    /// Deletes what has expired: sessions (with the ceremonies they hold), DPoP proof ids.
     pub async fn delete_expired(&self, now: i64) -> Result<u64> {
         let mut deleted = 0;
         for sql in [
             "DELETE FROM sessions WHERE expires_at <= $1",
+            // Ceremonies live in their sessions now; the table is kept (and
+            // emptied) only for instances of 0.x still running during an upgrade.
             "DELETE FROM ceremonies WHERE expires_at <= $1",
             "DELETE FROM dpop_proofs WHERE expires_at <= $1",
             "DELETE FROM spent_confirmations WHERE expires_at <= $1",

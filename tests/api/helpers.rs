@@ -487,6 +487,32 @@ impl TestApp {
         }
     }
 
+    /// The first column of the first row of `sql`, as text.
+    pub async fn text(&self, sql: &str) -> String {
+        match self.db {
+            Db::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url)
+                    .await
+                    .expect("sqlite");
+                let v = sqlx::query_scalar(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("query");
+                pool.close().await;
+                v
+            }
+            Db::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url).await.expect("pg");
+                let v = sqlx::query_scalar(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("query");
+                pool.close().await;
+                v
+            }
+        }
+    }
+
     pub async fn scalar(&self, sql: &str) -> i64 {
         match self.db {
             Db::Sqlite => {

@@ -51,19 +51,26 @@ on_both_databases! {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let expiry = app.scalar("SELECT MAX(expires_at) FROM sessions WHERE user_id IS NULL").await;
         assert!(expiry <= now + 301, "an anonymous session lives as long as its ceremony, not a week");
-        let ceremony = app.scalar("SELECT MAX(expires_at) FROM ceremonies").await;
-        assert!(ceremony <= now + 301);
+        // The ceremony lives in its session: starting nothing else writes a row.
+        assert_eq!(app.count("sessions").await, 1);
+        assert_eq!(app.count("ceremonies").await, 0);
+        let data = app.text("SELECT data FROM sessions").await;
+        let ceremony: serde_json::Value = serde_json::from_str::<serde_json::Value>(&data).unwrap()["ceremony:login"].clone();
+        assert!(ceremony["expires_at"].as_i64().unwrap() <= now + 301, "{data}");
         // Starting again in the same session replaces the ceremony instead of adding one.
         for _ in 0..5 {
             app.send(&client, Method::POST, "/api/login/start", Some(&json!({})), &[]).await;
         }
-        assert_eq!(app.count("ceremonies").await, 1);
+        assert_eq!(app.count("sessions").await, 1);
+        let data = app.text("SELECT data FROM sessions").await;
+        let again: serde_json::Value = serde_json::from_str::<serde_json::Value>(&data).unwrap()["ceremony:login"].clone();
+        assert_ne!(again["id"], ceremony["id"], "a new ceremony replaced the first");
+        assert_eq!(app.state.store.anonymous_sessions(now).await.unwrap(), 1);
         // Expired rows are deleted by the upkeep.
-        crate::status::execute(&app, "UPDATE ceremonies SET expires_at = 1").await;
         crate::status::execute(&app, "UPDATE sessions SET expires_at = 1 WHERE user_id IS NULL").await;
         app.state.store.delete_expired(now).await.unwrap();
-        assert_eq!(app.count("ceremonies").await, 0);
         assert_eq!(app.count("sessions").await, 0);
+        assert_eq!(app.state.store.anonymous_sessions(now).await.unwrap(), 0);
     }
 }
 
@@ -133,7 +140,12 @@ async fn pending_cap(db: Db) {
         .await;
     assert_eq!(third.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(third.problem(), "unavailable");
-    assert_eq!(app.count("ceremonies").await, 2);
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM sessions WHERE user_id IS NULL")
+            .await,
+        2,
+        "the refused start kept nothing"
+    );
 }
 
 #[tokio::test]

@@ -73,6 +73,61 @@ on_both_databases! {
         assert_eq!(as_victim.status, StatusCode::OK);
     }
 
+    async fn a_sign_in_commits_whole_or_not_at_all(app) {
+        use latchkey::store::sessions::SignInOutcome;
+        let account = app.register("uma").await;
+        let signed_in = || app.scalar("SELECT COUNT(*) FROM sessions WHERE login_id = 'login-uma'");
+        let audited = || app.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'signin.success'");
+        let counter_sql = format!("SELECT counter FROM credentials WHERE id = '{}'", account.credential_id);
+        let counter = || app.scalar(&counter_sql);
+        let before = audited().await;
+        let (cookie, ceremony) = start_uma(&app).await;
+
+        // Another ceremony id (one replaced or finished meanwhile) changes nothing.
+        let other = "0123456789abcdef0123456789abcdef";
+        assert_eq!(commit_sign_in(&app, &account, &cookie, other, None).await.0, SignInOutcome::CeremonyGone);
+        // A counter that does not move forward rolls the session's rotation back.
+        crate::status::execute(&app, &format!("UPDATE credentials SET counter = 5 WHERE id = '{}'", account.credential_id)).await;
+        assert_eq!(commit_sign_in(&app, &account, &cookie, &ceremony, Some(3)).await.0, SignInOutcome::CounterRegressed);
+        assert_eq!((signed_in().await, audited().await, counter().await), (0, before, 5), "nothing of a refused sign-in is written");
+
+        // Accepted: the same row under its new id, the counter and the audit row, together.
+        let (outcome, new_hash) = commit_sign_in(&app, &account, &cookie, &ceremony, Some(6)).await;
+        assert_eq!(outcome, SignInOutcome::Done);
+        assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM sessions WHERE id_hash = '{new_hash}' AND user_id IS NOT NULL")).await, 1);
+        assert_eq!((signed_in().await, audited().await, counter().await), (1, before + 1, 6));
+        // Finishing it again finds no ceremony: the old id is gone.
+        assert_eq!(commit_sign_in(&app, &account, &cookie, &ceremony, None).await.0, SignInOutcome::CeremonyGone);
+
+        // A passkey revoked before the commit lands refuses it, and the start's session stays anonymous.
+        let (cookie, ceremony) = start_uma(&app).await;
+        app.cli(&["admin", "revoke-passkey", &account.credential_id]).await.unwrap();
+        let (outcome, new_hash) = commit_sign_in(&app, &account, &cookie, &ceremony, None).await;
+        assert_eq!(outcome, SignInOutcome::PasskeyGone);
+        assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM sessions WHERE id_hash = '{new_hash}'")).await, 0);
+        assert_eq!(audited().await, before + 1);
+    }
+
+    async fn the_sign_in_cookie_has_the_session_cookies_attributes_and_comes_once(app) {
+        let mut account = app.register("vic").await;
+        let client = new_client();
+        let options = app.send(&client, reqwest::Method::POST, "/api/login/start", Some(&json!({"username": "vic"})), &[]).await;
+        let assertion = account.authenticator.get(&options.body, ORIGIN, &Tweaks::default()).unwrap();
+        let finish = app.send(&client, reqwest::Method::POST, "/api/login/finish", Some(&assertion), &[]).await;
+        assert_eq!(finish.status, StatusCode::OK, "{}", finish.text);
+        let attributes = |header: &str| {
+            let mut parts: Vec<String> = header.split(';').skip(1).map(|p| p.trim().to_owned()).collect();
+            parts.sort();
+            parts
+        };
+        let set: Vec<&str> = finish.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(set.len(), 1, "one session cookie, not the layer's as well: {set:?}");
+        let start_cookie = options.headers["set-cookie"].to_str().unwrap();
+        assert_eq!(attributes(set[0]), attributes(start_cookie), "{} / {start_cookie}", set[0]);
+        assert!(attributes(set[0]).iter().any(|a| a.starts_with("Max-Age=")), "{}", set[0]);
+        assert_eq!(app.send(&client, reqwest::Method::GET, "/api/me", None, &[]).await.status, StatusCode::OK);
+    }
+
     async fn the_session_cookie_is_http_only_and_same_site_strict(app) {
         let options = app.post("/api/login/start", &json!({})).await;
         let cookie = options.headers.get("set-cookie").unwrap().to_str().unwrap().to_owned();
@@ -122,6 +177,26 @@ on_both_databases! {
         assert_eq!(app.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'signin.counter_regression'").await, 2);
         let reply = app.login_with(&new_client(), Some("gus"), &mut account.authenticator, &Tweaks { counter: Some(3), ..Tweaks::default() }).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+
+    async fn a_refused_answer_ends_its_ceremony_and_the_same_browser_can_start_again(app) {
+        let mut account = app.register("wes").await;
+        let client = new_client();
+        assert_eq!(app.login_with(&client, Some("wes"), &mut account.authenticator, &Tweaks::default()).await.status, StatusCode::OK);
+        let options = app.send(&client, reqwest::Method::POST, "/api/login/start", Some(&json!({"username": "wes"})), &[]).await;
+        let stale = Tweaks { counter: Some(1), ..Tweaks::default() };
+        let assertion = account.authenticator.get(&options.body, ORIGIN, &stale).unwrap();
+        let refused = app.send(&client, reqwest::Method::POST, "/api/login/finish", Some(&assertion), &[]).await;
+        assert_eq!(refused.problem(), "counter-regressed");
+        // The refused answer spent its ceremony: sending a good one for it now is too late.
+        let again = app.send(&client, reqwest::Method::POST, "/api/login/finish", Some(&assertion), &[]).await;
+        assert_eq!(again.problem(), "ceremony-not-found");
+        // The same browser (cookie jar) starts again and signs in.
+        for _ in 0..2 {
+            let reply = app.login_with(&client, Some("wes"), &mut account.authenticator, &Tweaks::default()).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        }
+        assert_eq!(app.send(&client, reqwest::Method::GET, "/api/me", None, &[]).await.status, StatusCode::OK);
     }
 
     async fn synced_passkeys_with_counter_zero_sign_in_every_time(app) {
@@ -220,4 +295,78 @@ on_both_databases! {
         let fits = app.post("/api/login/start", &json!({"username": "0".repeat(64)})).await;
         assert_eq!(fits.status, StatusCode::OK, "an unknown name of a legal length gets options");
     }
+}
+
+/// Starts a sign-in for "uma" in a new session: its cookie value and its ceremony id.
+async fn start_uma(app: &crate::helpers::TestApp) -> (String, String) {
+    let reply = app
+        .send(
+            &new_client(),
+            reqwest::Method::POST,
+            "/api/login/start",
+            Some(&json!({"username": "uma"})),
+            &[],
+        )
+        .await;
+    let set_cookie = reply.headers["set-cookie"].to_str().unwrap();
+    let cookie = set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let hash = latchkey::store::sessions::id_hash(&cookie.parse().unwrap());
+    let data = app
+        .text(&format!(
+            "SELECT data FROM sessions WHERE id_hash = '{hash}'"
+        ))
+        .await;
+    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    (
+        cookie,
+        data["ceremony:login"]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Commits a sign-in of `account` straight through the store, as a finish
+/// would after verifying the assertion; returns its outcome and the new id's hash.
+async fn commit_sign_in(
+    app: &crate::helpers::TestApp,
+    account: &crate::helpers::Account,
+    cookie: &str,
+    ceremony_id: &str,
+    counter: Option<u32>,
+) -> (latchkey::store::sessions::SignInOutcome, String) {
+    use latchkey::store::audit::{AuditEvent, Event};
+    let old_id: tower_sessions::session::Id = cookie.parse().unwrap();
+    let new_id = tower_sessions::session::Id::default();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let event = AuditEvent {
+        actor_user_id: Some(&account.user_id),
+        ..AuditEvent::new(Event::SigninSuccess)
+    };
+    let sign_in = latchkey::store::sessions::NewSignIn {
+        old_id: &old_id,
+        new_id: &new_id,
+        ceremony_id,
+        user_id: &account.user_id,
+        login_id: "login-uma",
+        credential_id: &account.credential_id,
+        client_addr: None,
+        user_agent: None,
+        data: json!({"user_id": account.user_id}).to_string(),
+        expires_at: now + 3600,
+        credential_use: counter.map(|counter| latchkey::store::credentials::CredentialUse {
+            counter,
+            passkey: "{}".into(),
+            backup_state: false,
+            at: now,
+        }),
+        audit: &event,
+        at: now,
+    };
+    let outcome = app.state.store.sign_in(sign_in).await.unwrap();
+    (outcome, latchkey::store::sessions::id_hash(&new_id))
 }
