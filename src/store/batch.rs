@@ -553,16 +553,29 @@ fn multi_row(sql: &str, width: usize, rows: usize) -> String {
 impl Store {
     /// Queues a write for the group commit and waits until it has committed.
     ///
-    /// On PostgreSQL a mint runs in the caller's task instead, in a transaction
-    /// of its own on the pool (the same statements, the same savepoint): there
+    /// On PostgreSQL a mint (or a sign-in) runs in the caller's task instead, in a transaction
+    /// of its own on the pool (the same statements): there
     /// the pool runs mints side by side, where the one writer task would
     /// serialise them behind each batch's commit round trip.
     pub(crate) async fn submit_write(&self, item: Item) -> Result<Outcome> {
-        if let (Item::Mint(_), Backend::Postgres(pool)) = (&item, self.writer()) {
-            let mut results = commit_postgres(pool, &[&item]).await?;
-            return results.pop().unwrap_or(Ok(Outcome::Done));
+        match (&item, self.writer()) {
+            (Item::Mint(_), Backend::Postgres(pool)) => {
+                let mut results = commit_postgres(pool, &[&item]).await?;
+                results.pop().unwrap_or(Ok(Outcome::Done))
+            }
+            // A sign-in alone is its own transaction: no savepoint needed.
+            (Item::SignIn(sign_in), Backend::Postgres(pool)) => {
+                let mut tx = pool.begin().await?;
+                let done = super::sessions::sign_in_statements!(tx, sign_in);
+                if matches!(done, Ok(Outcome::Done)) {
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                done
+            }
+            _ => self.queue.submit(item).await,
         }
-        self.queue.submit(item).await
     }
 
     /// Runs one statement through the group commit; the rows it changed.
