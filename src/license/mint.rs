@@ -58,9 +58,13 @@ pub(crate) async fn mint(
         At::TokenEndpoint,
     )?;
     let now = now();
-    let user = signed_in.enabled_user(&state.store).await?;
-    let entitlements = state.store.current_entitlements(&user.id, now).await?;
-    let credentials = state.store.active_credentials(&user.id).await?;
+    let user_id = signed_in.user_id.clone();
+    let profile = state
+        .store
+        .mint_profile(&user_id, now)
+        .await?
+        .ok_or_else(AppError::not_signed_in)?;
+    let entitlements = profile.entitlements;
 
     let ttl = i64::try_from(state.settings.license_ttl.as_secs()).unwrap_or(i64::MAX / 4);
     let exp = entitlements
@@ -69,9 +73,10 @@ pub(crate) async fn mint(
         .fold(now.saturating_add(ttl), i64::min);
     let limit = device_limit(&entitlements, state.settings.max_devices);
     let ent: Vec<String> = entitlements.into_iter().map(|e| e.name).collect();
-    let cks: Vec<Map<String, Value>> = credentials
+    let cks: Vec<Map<String, Value>> = profile
+        .passkey_jwks
         .iter()
-        .filter_map(|c| serde_json::from_str(&c.public_jwk).ok())
+        .filter_map(|jwk| serde_json::from_str(jwk).ok())
         .collect();
     let jti = uuid::Uuid::new_v4().simple().to_string();
     let keyring = state.keys.load();
@@ -82,7 +87,7 @@ pub(crate) async fn mint(
 
     let record = NewLicense {
         jti: &jti,
-        user_id: &user.id,
+        user_id: &user_id,
         kid: &kid,
         device_jkt: &proof.jkt,
         login_id: &signed_in.login_id,
@@ -94,8 +99,8 @@ pub(crate) async fn mint(
         device_limit: limit,
     };
     let audit = AuditEvent {
-        actor_user_id: Some(&user.id),
-        target_user_id: Some(&user.id),
+        actor_user_id: Some(&user_id),
+        target_user_id: Some(&user_id),
         target: Some(&jti),
         client_addr: client.addr.as_deref(),
         user_agent: client.user_agent.as_deref(),
@@ -107,7 +112,7 @@ pub(crate) async fn mint(
     let claims = LicenseClaims {
         iss: origin,
         aud: Audience::One(state.settings.audience.clone()),
-        sub: user.id.clone(),
+        sub: user_id.clone(),
         iat: now,
         nbf: Some(now),
         exp,
@@ -123,7 +128,7 @@ pub(crate) async fn mint(
             },
         }),
         cks,
-        name: Some(user.username.clone()),
+        name: Some(profile.username),
         chk: Some(state.settings.check_in_secs),
     };
     let token =

@@ -12,7 +12,66 @@ pub struct Entitlement {
     pub max_devices: Option<i64>,
 }
 
+/// What a license mint needs to know of its user, read at once (see [`Store::mint_profile`]).
+#[derive(Debug, Clone)]
+pub struct MintProfile {
+    pub username: String,
+    /// The entitlements in force, by name.
+    pub entitlements: Vec<Entitlement>,
+    /// The public keys (JWK JSON) of the user's active passkeys, oldest first.
+    pub passkey_jwks: Vec<String>,
+}
+
 impl Store {
+    /// The enabled user's name, entitlements in force at `now` and active
+    /// passkeys' public keys, in one query (one round trip where it was
+    /// three); `None` if the user is gone or disabled.
+    pub async fn mint_profile(&self, user_id: &str, now: i64) -> Result<Option<MintProfile>> {
+        // One row shape for the three parts: (part, text, three integers, order).
+        let sql = "SELECT 0 AS part, username AS t, CAST(NULL AS BIGINT) AS a, CAST(NULL AS BIGINT) AS b, \
+                          CAST(NULL AS BIGINT) AS c, CAST(NULL AS BIGINT) AS o1, id AS o2 \
+                   FROM users WHERE id = $1 AND disabled_at IS NULL \
+                   UNION ALL \
+                   SELECT 1, name, expires_at, granted_at, max_devices, CAST(NULL AS BIGINT), name FROM entitlements \
+                   WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $2) \
+                   UNION ALL \
+                   SELECT 2, public_jwk, NULL, NULL, NULL, created_at, id FROM credentials \
+                   WHERE user_id = $1 AND revoked_at IS NULL \
+                   ORDER BY part, o1, o2";
+        type Row = (
+            i32,
+            String,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            String,
+        );
+        let rows: Vec<Row> =
+            read!(self, p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?;
+        let mut rows = rows.into_iter();
+        let Some((0, username, ..)) = rows.next() else {
+            return Ok(None);
+        };
+        let mut profile = MintProfile {
+            username,
+            entitlements: Vec::new(),
+            passkey_jwks: Vec::new(),
+        };
+        for (part, text, a, b, c, _, _) in rows {
+            match part {
+                1 => profile.entitlements.push(Entitlement {
+                    name: text,
+                    expires_at: a,
+                    granted_at: b.unwrap_or_default(),
+                    max_devices: c,
+                }),
+                _ => profile.passkey_jwks.push(text),
+            }
+        }
+        Ok(Some(profile))
+    }
+
     /// Grants (or re-grants with a new expiry and device limit) an entitlement, with its audit row.
     pub async fn grant_entitlement(
         &self,

@@ -63,6 +63,36 @@ on_both_databases! {
         assert_ne!(claims(a.body["license"].as_str().unwrap())["status"], claims(b.body["license"].as_str().unwrap())["status"], "each license has its own status slot");
     }
 
+    async fn a_license_carries_only_the_entitlements_and_passkeys_in_force(app) {
+        let account = premium_user(&app, "cara").await;
+        // A second passkey (added right after registering, inside the step-up window), then revoked.
+        let added = app.add_passkey(&app.client, &mut crate::authenticator::SoftAuthenticator::new()).await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+        let third = app.add_passkey(&app.client, &mut crate::authenticator::SoftAuthenticator::new()).await;
+        assert_eq!(third.status, StatusCode::CREATED, "{}", third.text);
+        let revoked = added.body["credential_id"].as_str().unwrap().to_owned();
+        let kept = third.body["credential_id"].as_str().unwrap().to_owned();
+        app.cli(&["admin", "revoke-passkey", &revoked]).await.unwrap();
+        for name in ["beta", "gone"] {
+            app.cli(&["admin", "grant", "cara", name]).await.unwrap();
+        }
+        crate::status::execute(&app, "UPDATE entitlements SET expires_at = 1 WHERE name = 'gone'").await;
+        let reply = app.mint(&app.client, &DeviceKey::ed25519()).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        let c = claims(reply.body["license"].as_str().unwrap());
+        assert_eq!(c["ent"], json!(["beta", "premium"]), "in force only, by name");
+        let mut kids: Vec<&str> = c["cks"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        kids.sort_unstable();
+        let mut active = [account.credential_id.as_str(), kept.as_str()];
+        active.sort_unstable();
+        assert_eq!(kids, active, "the active passkeys, not the revoked one");
+        assert_eq!(c["name"], "cara");
+        // A disabled user mints nothing (disabling also ends the session: made sure here by SQL).
+        crate::status::execute(&app, &format!("UPDATE users SET disabled_at = 1 WHERE id = '{}'", account.user_id)).await;
+        let refused = app.mint(&app.client, &DeviceKey::ed25519()).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
+    }
+
     async fn the_same_device_key_gets_a_fresh_license_each_time(app) {
         premium_user(&app, "bob").await;
         let device = DeviceKey::ed25519();
