@@ -106,8 +106,8 @@ async fn check(
         credential_id: credential_id.clone(),
     };
 
-    let stored = match state.store.credential(&credential_id).await? {
-        Some(c) if c.revoked_at.is_none() => c,
+    let (stored, user) = match state.store.credential_with_owner(&credential_id).await? {
+        Some((c, user)) if c.revoked_at.is_none() => (c, user),
         _ => {
             failed("unknown or revoked passkey", None).await;
             return Err(unknown());
@@ -145,11 +145,6 @@ async fn check(
         }
         None => {}
     }
-    let user = state
-        .store
-        .user_by_id(&stored.user_id)
-        .await?
-        .ok_or_else(unknown)?;
     if user.disabled_at.is_some() {
         failed("account disabled", Some(user.id.clone())).await;
         return Err(AppError::unauthorized(

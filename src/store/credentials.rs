@@ -1,6 +1,7 @@
 //! Passkeys (WebAuthn credentials) and the users they belong to.
 
 use super::audit::{insert_event, AuditEvent};
+use super::users::User;
 use super::{dispatch, is_unique_violation, read, transaction, Error, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -19,6 +20,19 @@ pub struct Credential {
     pub revoked_at: Option<i64>,
     /// Added while the session had just proved a passkey, or the account's first.
     pub added_with_step_up: bool,
+}
+
+/// A row of [`Store::credential_with_owner`].
+#[derive(sqlx::FromRow)]
+struct OwnedCredential {
+    #[sqlx(flatten)]
+    credential: Credential,
+    owner_username: String,
+    owner_display_name: String,
+    owner_role: String,
+    owner_disabled_at: Option<i64>,
+    owner_created_at: i64,
+    owner_external_id: Option<String>,
 }
 
 /// A credential ready to be stored.
@@ -175,6 +189,37 @@ impl Store {
     pub async fn credential(&self, id: &str) -> Result<Option<Credential>> {
         let sql = format!("SELECT {COLUMNS} FROM credentials WHERE id = $1");
         Ok(read!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?)
+    }
+
+    /// A passkey with the user it belongs to, in one query (a sign-in's finish
+    /// needs both).
+    pub async fn credential_with_owner(&self, id: &str) -> Result<Option<(Credential, User)>> {
+        let columns: Vec<String> = COLUMNS
+            .split(',')
+            .map(|c| format!("c.{}", c.trim()))
+            .collect();
+        let sql = format!(
+            "SELECT {}, u.username AS owner_username, u.display_name AS owner_display_name, \
+             u.role AS owner_role, u.disabled_at AS owner_disabled_at, u.created_at AS owner_created_at, \
+             u.external_id AS owner_external_id \
+             FROM credentials c JOIN users u ON u.id = c.user_id WHERE c.id = $1",
+            columns.join(", ")
+        );
+        let row: Option<OwnedCredential> =
+            read!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let owner = User::try_from(super::users::UserRow {
+            id: row.credential.user_id.clone(),
+            username: row.owner_username,
+            display_name: row.owner_display_name,
+            role: row.owner_role,
+            disabled_at: row.owner_disabled_at,
+            created_at: row.owner_created_at,
+            external_id: row.owner_external_id,
+        })?;
+        Ok(Some((row.credential, owner)))
     }
 
     /// A user's passkeys that still work, oldest first.

@@ -53,13 +53,13 @@ impl User {
 /// A user row as stored; `role` is text in the database.
 #[derive(sqlx::FromRow)]
 pub(super) struct UserRow {
-    id: String,
-    username: String,
-    display_name: String,
-    role: String,
-    disabled_at: Option<i64>,
-    created_at: i64,
-    external_id: Option<String>,
+    pub(super) id: String,
+    pub(super) username: String,
+    pub(super) display_name: String,
+    pub(super) role: String,
+    pub(super) disabled_at: Option<i64>,
+    pub(super) created_at: i64,
+    pub(super) external_id: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
