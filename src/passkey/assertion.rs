@@ -203,7 +203,7 @@ async fn check(
 /// becomes the signed-in one under a new id (only while it still holds the
 /// ceremony, and the passkey and its user are still active), the passkey's
 /// use is recorded when it changed, and the sign-in is audited. Returns the
-/// `Set-Cookie` value with the new id and the sign-in id.
+/// `Set-Cookie` value with the new id.
 ///
 /// The session layer's copy of the session is left untouched, so the layer
 /// writes nothing more and sends no cookie of its own.
@@ -212,7 +212,7 @@ pub(super) async fn sign_in(
     session: &Session,
     verified: &Verified,
     client: &ClientInfo,
-) -> Result<(SessionCookie, String)> {
+) -> Result<SessionCookie> {
     let old_id = session.id().ok_or_else(ceremony_gone)?;
     let new_id = tower_sessions::session::Id::default();
     let now = now();
@@ -247,26 +247,14 @@ pub(super) async fn sign_in(
     match outcome {
         SignInOutcome::Done => {
             let cookie = session_cookie(&state.settings, &new_id)?;
-            Ok((SessionCookie(Some(cookie)), login_id))
+            Ok(SessionCookie(Some(cookie)))
         }
         SignInOutcome::CeremonyGone => Err(ceremony_gone()),
         SignInOutcome::CounterRegressed => {
             Err(counter_regressed(state, &user.id, credential_id, client).await)
         }
         SignInOutcome::PasskeyGone => {
-            let reason = "passkey revoked during the ceremony";
-            record_failure(
-                state,
-                client,
-                "login",
-                credential_id.clone(),
-                reason,
-                Some(user.id.clone()),
-            )
-            .await;
-            Err(AppError::UnknownCredential {
-                credential_id: credential_id.clone(),
-            })
+            Err(revoked_meanwhile(state, client, "login", verified).await)
         }
     }
 }
@@ -300,21 +288,31 @@ pub(super) async fn record_use(
         UseOutcome::CounterRegressed => {
             Err(counter_regressed(state, user_id, credential_id, client).await)
         }
-        UseOutcome::Gone => {
-            let reason = "passkey revoked during the ceremony";
-            record_failure(
-                state,
-                client,
-                kind,
-                credential_id.clone(),
-                reason,
-                Some(user_id.clone()),
-            )
-            .await;
-            Err(AppError::UnknownCredential {
-                credential_id: credential_id.clone(),
-            })
-        }
+        UseOutcome::Gone => Err(revoked_meanwhile(state, client, kind, verified).await),
+    }
+}
+
+/// A passkey revoked (or its user disabled) while its assertion was being
+/// checked: recorded as a failure, answered `unknown-credential`.
+async fn revoked_meanwhile(
+    state: &AppState,
+    client: &ClientInfo,
+    kind: &'static str,
+    verified: &Verified,
+) -> AppError {
+    let (user_id, credential_id) = (&verified.user.id, &verified.credential_id);
+    let reason = "passkey revoked during the ceremony";
+    record_failure(
+        state,
+        client,
+        kind,
+        credential_id.clone(),
+        reason,
+        Some(user_id.clone()),
+    )
+    .await;
+    AppError::UnknownCredential {
+        credential_id: credential_id.clone(),
     }
 }
 

@@ -120,7 +120,7 @@ pub(crate) async fn finish(
     AppJson(credential): AppJson<AuthenticationCredential>,
 ) -> Result<(SessionCookie, Json<SignedInUser>)> {
     let verified = assertion::finish(&state, &session, KIND, credential, &client).await?;
-    let (cookie, _login_id) = assertion::sign_in(&state, &session, &verified, &client).await?;
+    let cookie = assertion::sign_in(&state, &session, &verified, &client).await?;
     let user = verified.user;
     let entitlements: Vec<String> = state
         .store

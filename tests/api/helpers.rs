@@ -489,51 +489,39 @@ impl TestApp {
 
     /// The first column of the first row of `sql`, as text.
     pub async fn text(&self, sql: &str) -> String {
-        match self.db {
-            Db::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.database_url)
-                    .await
-                    .expect("sqlite");
-                let v = sqlx::query_scalar(sql)
-                    .fetch_one(&pool)
-                    .await
-                    .expect("query");
-                pool.close().await;
-                v
-            }
-            Db::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.database_url).await.expect("pg");
-                let v = sqlx::query_scalar(sql)
-                    .fetch_one(&pool)
-                    .await
-                    .expect("query");
-                pool.close().await;
-                v
-            }
-        }
+        self.first_column(sql).await
     }
 
     pub async fn scalar(&self, sql: &str) -> i64 {
+        self.first_column(sql).await
+    }
+
+    async fn first_column<T>(&self, sql: &str) -> T
+    where
+        T: Send + Unpin,
+        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
         match self.db {
             Db::Sqlite => {
                 let pool = sqlx::SqlitePool::connect(&self.database_url)
                     .await
                     .expect("sqlite");
-                let n = sqlx::query_scalar(sql)
+                let v = sqlx::query_scalar(sql)
                     .fetch_one(&pool)
                     .await
                     .expect("query");
                 pool.close().await;
-                n
+                v
             }
             Db::Postgres => {
                 let pool = sqlx::PgPool::connect(&self.database_url).await.expect("pg");
-                let n = sqlx::query_scalar(sql)
+                let v = sqlx::query_scalar(sql)
                     .fetch_one(&pool)
                     .await
                     .expect("query");
                 pool.close().await;
-                n
+                v
             }
         }
     }
