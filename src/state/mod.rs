@@ -71,8 +71,27 @@ impl Settings {
     }
 }
 
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What every handler reads: one pointer, so that the several copies axum
+/// makes of it per request cost one reference count each.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(state: &AppState) -> Store {
+        state.store.clone()
+    }
+}
+
+/// The state behind [`AppState`].
+pub struct Shared {
     pub store: Store,
     pub webauthn: Arc<Webauthn>,
     pub settings: Arc<Settings>,
@@ -176,7 +195,7 @@ impl AppState {
         let dpop_nonce = serve
             .dpop_nonce
             .then(|| NonceKey::new(kek.derive("dpop nonce"), 300));
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             store,
             webauthn: Arc::new(webauthn),
             settings: Arc::new(settings),
@@ -189,7 +208,7 @@ impl AppState {
             pending_ceremonies,
             slots: Arc::default(),
             audit_throttle: Arc::default(),
-        })
+        })))
     }
 
     /// Re-reads state other instances may have changed: signing keys and status-list versions.

@@ -2,7 +2,9 @@
 
 use super::audit::{insert_event, AuditEvent};
 use super::users::User;
-use super::{dispatch, is_unique_violation, read, transaction, Error, Result, Store};
+use rusqlite::OptionalExtension;
+
+use super::{dispatch, hot_read, is_unique_violation, read, transaction, Error, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Credential {
@@ -84,6 +86,21 @@ impl From<sqlx::Error> for RegisterError {
 
 const COLUMNS: &str = "id, user_id, name, passkey, public_jwk, counter, aaguid, backup_eligible, \
                        backup_state, created_at, last_used_at, revoked_at, added_with_step_up";
+
+/// A passkey's [`COLUMNS`] (in that order), then its owner's.
+pub(super) static WITH_OWNER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns: Vec<String> = COLUMNS
+        .split(',')
+        .map(|c| format!("c.{}", c.trim()))
+        .collect();
+    format!(
+        "SELECT {}, u.username AS owner_username, u.display_name AS owner_display_name, \
+         u.role AS owner_role, u.disabled_at AS owner_disabled_at, u.created_at AS owner_created_at, \
+         u.external_id AS owner_external_id \
+         FROM credentials c JOIN users u ON u.id = c.user_id WHERE c.id = $1",
+        columns.join(", ")
+    )
+});
 
 /// How a sign-in's counter compared with the stored one.
 #[derive(Debug, PartialEq, Eq)]
@@ -194,19 +211,33 @@ impl Store {
     /// A passkey with the user it belongs to, in one query (a sign-in's finish
     /// needs both).
     pub async fn credential_with_owner(&self, id: &str) -> Result<Option<(Credential, User)>> {
-        let columns: Vec<String> = COLUMNS
-            .split(',')
-            .map(|c| format!("c.{}", c.trim()))
-            .collect();
-        let sql = format!(
-            "SELECT {}, u.username AS owner_username, u.display_name AS owner_display_name, \
-             u.role AS owner_role, u.disabled_at AS owner_disabled_at, u.created_at AS owner_created_at, \
-             u.external_id AS owner_external_id \
-             FROM credentials c JOIN users u ON u.id = c.user_id WHERE c.id = $1",
-            columns.join(", ")
-        );
-        let row: Option<OwnedCredential> =
-            read!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?;
+        let sql = WITH_OWNER.as_str();
+        // A hot read: every sign-in's finish.
+        let row: Option<OwnedCredential> = hot_read!(self,
+            c => c.prepare_cached(sql)?.query_row([id], |r| Ok(OwnedCredential {
+                credential: Credential {
+                    id: r.get(0)?,
+                    user_id: r.get(1)?,
+                    name: r.get(2)?,
+                    passkey: r.get(3)?,
+                    public_jwk: r.get(4)?,
+                    counter: r.get(5)?,
+                    aaguid: r.get(6)?,
+                    backup_eligible: r.get(7)?,
+                    backup_state: r.get(8)?,
+                    created_at: r.get(9)?,
+                    last_used_at: r.get(10)?,
+                    revoked_at: r.get(11)?,
+                    added_with_step_up: r.get(12)?,
+                },
+                owner_username: r.get(13)?,
+                owner_display_name: r.get(14)?,
+                owner_role: r.get(15)?,
+                owner_disabled_at: r.get(16)?,
+                owner_created_at: r.get(17)?,
+                owner_external_id: r.get(18)?,
+            })).optional(),
+            p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
         let Some(row) = row else {
             return Ok(None);
         };

@@ -1,7 +1,7 @@
 //! Per-user entitlements such as `premium`, with an optional expiry.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{read, transaction, Result, Store};
+use super::{hot_read, read, transaction, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Entitlement {
@@ -22,33 +22,35 @@ pub struct MintProfile {
     pub passkey_jwks: Vec<String>,
 }
 
+/// A mint's reads in one query (a hot read): the enabled user's name, their
+/// entitlements in force at `$2` and their active passkeys' public keys, as
+/// one row shape `(part, text, three integers, order)`.
+pub(super) const MINT_PROFILE: &str = "SELECT 0 AS part, username AS t, CAST(NULL AS BIGINT) AS a, CAST(NULL AS BIGINT) AS b, \
+            CAST(NULL AS BIGINT) AS c, CAST(NULL AS BIGINT) AS o1, id AS o2 \
+     FROM users WHERE id = $1 AND disabled_at IS NULL \
+     UNION ALL \
+     SELECT 1, name, expires_at, granted_at, max_devices, CAST(NULL AS BIGINT), name FROM entitlements \
+     WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $2) \
+     UNION ALL \
+     SELECT 2, public_jwk, NULL, NULL, NULL, created_at, id FROM credentials \
+     WHERE user_id = $1 AND revoked_at IS NULL \
+     ORDER BY part, o1, o2";
+
 impl Store {
     /// The enabled user's name, entitlements in force at `now` and active
     /// passkeys' public keys, in one query (one round trip where it was
     /// three); `None` if the user is gone or disabled.
     pub async fn mint_profile(&self, user_id: &str, now: i64) -> Result<Option<MintProfile>> {
-        // One row shape for the three parts: (part, text, three integers, order).
-        let sql = "SELECT 0 AS part, username AS t, CAST(NULL AS BIGINT) AS a, CAST(NULL AS BIGINT) AS b, \
-                          CAST(NULL AS BIGINT) AS c, CAST(NULL AS BIGINT) AS o1, id AS o2 \
-                   FROM users WHERE id = $1 AND disabled_at IS NULL \
-                   UNION ALL \
-                   SELECT 1, name, expires_at, granted_at, max_devices, CAST(NULL AS BIGINT), name FROM entitlements \
-                   WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $2) \
-                   UNION ALL \
-                   SELECT 2, public_jwk, NULL, NULL, NULL, created_at, id FROM credentials \
-                   WHERE user_id = $1 AND revoked_at IS NULL \
-                   ORDER BY part, o1, o2";
-        type Row = (
-            i32,
-            String,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            String,
-        );
-        let rows: Vec<Row> =
-            read!(self, p => sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(p).await)?;
+        type Row = (i32, String, Option<i64>, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = hot_read!(self,
+            c => c.prepare_cached(MINT_PROFILE)?
+                .query_map(rusqlite::params![user_id, now], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect(),
+            p => sqlx::query_as::<_, (i32, String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, String)>(MINT_PROFILE)
+                .bind(user_id).bind(now).fetch_all(p).await
+                .map(|rows| rows.into_iter().map(|(part, t, a, b, c, _, _)| (part, t, a, b, c)).collect()))?;
         let mut rows = rows.into_iter();
         let Some((0, username, ..)) = rows.next() else {
             return Ok(None);
@@ -58,7 +60,7 @@ impl Store {
             entitlements: Vec::new(),
             passkey_jwks: Vec::new(),
         };
-        for (part, text, a, b, c, _, _) in rows {
+        for (part, text, a, b, c) in rows {
             match part {
                 1 => profile.entitlements.push(Entitlement {
                     name: text,

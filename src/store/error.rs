@@ -48,6 +48,29 @@ impl From<sqlx::migrate::MigrateError> for Error {
     }
 }
 
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match &err {
+            rusqlite::Error::QueryReturnedNoRows => Self::NotFound,
+            rusqlite::Error::SqliteFailure(e, _)
+                if matches!(
+                    e.code,
+                    ErrorCode::DatabaseBusy
+                        | ErrorCode::DatabaseLocked
+                        | ErrorCode::ReadOnly
+                        | ErrorCode::SystemIoFailure
+                        | ErrorCode::DiskFull
+                        | ErrorCode::CannotOpen
+                ) =>
+            {
+                Self::Unavailable(err.to_string())
+            }
+            _ => Self::Other(anyhow::Error::new(err).context("database")),
+        }
+    }
+}
+
 impl From<serde_json::Error> for Error {
     fn from(err: serde_json::Error) -> Self {
         Self::Other(anyhow::Error::new(err).context("stored JSON"))

@@ -2,7 +2,7 @@
 
 use super::audit::{AuditEvent, OwnedAuditEvent};
 use super::batch::{Item, Outcome};
-use super::{dispatch, is_unique_violation, read, Error, Result, Store};
+use super::{dispatch, hot_read, is_unique_violation, read, Error, Result, Store};
 
 /// Entries per status list; a new list starts when one is full.
 pub const LIST_CAPACITY: i64 = 1 << 20;
@@ -243,6 +243,10 @@ pub(super) const COLUMNS: &str =
     "jti, user_id, kid, device_jkt, login_id, credential_id, list_id, idx, entitlements, \
                        issued_at, expires_at, revoked_at, revoked_reason";
 
+/// Whether a license is neither revoked nor its user disabled (a hot read: every premium call).
+pub(super) const LICENSE_IN_FORCE: &str = "SELECT COUNT(*) FROM licenses l JOIN users u ON u.id = l.user_id \
+     WHERE l.jti = $1 AND l.revoked_at IS NULL AND u.disabled_at IS NULL";
+
 impl Store {
     /// Records a DPoP proof id; false when it was already used (a replay).
     /// Goes through the group commit: answered once its batch has committed.
@@ -323,9 +327,9 @@ impl Store {
     /// Whether a license may be honoured online right now: not revoked, its
     /// user not disabled.
     pub async fn license_in_force(&self, jti: &str) -> Result<bool> {
-        let sql = "SELECT COUNT(*) FROM licenses l JOIN users u ON u.id = l.user_id \
-                   WHERE l.jti = $1 AND l.revoked_at IS NULL AND u.disabled_at IS NULL";
-        let n: i64 = read!(self, p => sqlx::query_scalar(sql).bind(jti).fetch_one(p).await)?;
+        let n: i64 = hot_read!(self,
+            c => c.prepare_cached(LICENSE_IN_FORCE)?.query_row([jti], |r| r.get(0)),
+            p => sqlx::query_scalar(LICENSE_IN_FORCE).bind(jti).fetch_one(p).await)?;
         Ok(n == 1)
     }
 

@@ -72,6 +72,42 @@ macro_rules! read {
 }
 pub(crate) use read;
 
+/// A read that hot requests make: on SQLite `$local` runs on the caller's
+/// thread with `$c` a local connection (see [`readers::Readers::local`]);
+/// on PostgreSQL `$pg` runs with `$p` a connection kept for these reads
+/// ([`readers::PgHot`]; the pool when there is none). Both give a `Result` of
+/// the same value.
+macro_rules! hot_read {
+    ($store:expr, $c:ident => $local:expr, $p:ident => $pg:expr) => {
+        match $store.reader() {
+            $crate::store::Backend::Sqlite(readers) => readers.local(|$c| $local),
+            $crate::store::Backend::Postgres(pool) => {
+                let started = std::time::Instant::now();
+                let out = match $store.pg_hot() {
+                    Some(hot) => match hot.take().await {
+                        Ok(mut lease) => {
+                            let $p = &mut lease.conn;
+                            let out = $pg;
+                            if out.is_ok() {
+                                lease.keep();
+                            }
+                            out.map_err($crate::store::Error::from)
+                        }
+                        Err(err) => Err(err),
+                    },
+                    None => {
+                        let $p = pool;
+                        $pg.map_err($crate::store::Error::from)
+                    }
+                };
+                $crate::metrics::database("query", started.elapsed());
+                out
+            }
+        }
+    };
+}
+pub(crate) use hot_read;
+
 /// Runs `$body` inside a write transaction `$tx` and commits it when the body
 /// returns `Ok`. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
 /// transaction never fails half-way on a lock upgrade.
@@ -124,7 +160,12 @@ enum Pools {
         /// restore` takes it exclusively, so it never replaces a database in use.
         _in_use: Option<std::sync::Arc<std::fs::File>>,
     },
-    Postgres(PgPool),
+    Postgres {
+        pool: PgPool,
+        /// Connections for the hot reads (see [`readers::PgHot`]); `None` with a
+        /// budget of one connection.
+        hot: Option<std::sync::Arc<readers::PgHot>>,
+    },
 }
 
 impl Store {
@@ -166,8 +207,16 @@ impl Store {
             // sqlx pings a connection when it is given back; one idle long enough
             // for the server or the network to have dropped it is pinged again
             // before use, a busy one is not (a round trip saved per query).
+            // A quarter of the connections (one to four) are kept for the hot
+            // reads, the rest pooled: LATCHKEY_DB_MAX_CONNECTIONS stays the total.
+            let max_connections = max_connections.max(1);
+            let hot = if max_connections >= 2 {
+                (max_connections / 4).clamp(1, 4)
+            } else {
+                0
+            };
             let pool = PgPoolOptions::new()
-                .max_connections(max_connections.max(1))
+                .max_connections(max_connections - hot)
                 .test_before_acquire(false)
                 .before_acquire(|conn, meta| {
                     Box::pin(async move {
@@ -178,14 +227,15 @@ impl Store {
                     })
                 })
                 .acquire_timeout(Duration::from_secs(1))
-                .connect_with(opts)
+                .connect_with(opts.clone())
                 .await
                 .with_context(|| {
                     "cannot connect to the PostgreSQL database in LATCHKEY_DATABASE_URL"
                 })?;
+            let hot = (hot > 0).then(|| std::sync::Arc::new(readers::PgHot::new(opts, hot)));
             Ok(Self {
                 queue: batch::Queue::start(Backend::Postgres(pool.clone())),
-                inner: Pools::Postgres(pool),
+                inner: Pools::Postgres { pool, hot },
             })
         } else {
             anyhow::bail!("LATCHKEY_DATABASE_URL must start with sqlite: or postgres://")
@@ -196,7 +246,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<()> {
         match &self.inner {
             Pools::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await?,
-            Pools::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+            Pools::Postgres { pool, .. } => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
     }
@@ -208,14 +258,22 @@ impl Store {
     pub(crate) fn reader(&self) -> Backend<&readers::Readers, &PgPool> {
         match &self.inner {
             Pools::Sqlite { read, .. } => Backend::Sqlite(read),
-            Pools::Postgres(pool) => Backend::Postgres(pool),
+            Pools::Postgres { pool, .. } => Backend::Postgres(pool),
+        }
+    }
+
+    /// PostgreSQL's connections for the hot reads, if any.
+    pub(crate) fn pg_hot(&self) -> Option<&readers::PgHot> {
+        match &self.inner {
+            Pools::Postgres { hot, .. } => hot.as_deref(),
+            Pools::Sqlite { .. } => None,
         }
     }
 
     pub(crate) fn writer(&self) -> Backend<&SqlitePool, &PgPool> {
         match &self.inner {
             Pools::Sqlite { write, .. } => Backend::Sqlite(write),
-            Pools::Postgres(pool) => Backend::Postgres(pool),
+            Pools::Postgres { pool, .. } => Backend::Postgres(pool),
         }
     }
 
@@ -268,7 +326,12 @@ impl Store {
                     }
                 }
             }
-            Pools::Postgres(pool) => pool.close().await,
+            Pools::Postgres { pool, hot } => {
+                if let Some(hot) = hot {
+                    hot.close().await;
+                }
+                pool.close().await;
+            }
         }
     }
 }

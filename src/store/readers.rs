@@ -5,8 +5,16 @@
 //! taken and again when it is given back, so a read through the pool costs
 //! three cross-thread round trips instead of one. A connection to a local file
 //! cannot go stale, so these connections are kept here and used directly.
+//!
+//! The reads every hot request makes (its session, a license's revocation
+//! state, what a mint needs) skip even that one round trip: they run on the
+//! request's own thread, on `rusqlite` connections to the same file
+//! ([`Readers::local`]). An indexed read of a local file takes microseconds,
+//! less than handing it to another thread and waiting to be woken; in WAL
+//! mode a reader never waits for the writer.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection, SqlitePool};
@@ -14,6 +22,8 @@ use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 pub(crate) struct Readers {
     conns: Vec<Mutex<Option<SqliteConnection>>>,
+    /// Connections for the hot reads, used on the caller's thread.
+    local: Vec<std::sync::Mutex<Option<rusqlite::Connection>>>,
     /// Where the next lease starts looking for a free connection.
     next: AtomicUsize,
     /// The write pool: what reads are sent to once these are closed (it is
@@ -37,11 +47,16 @@ impl Readers {
         write: SqlitePool,
     ) -> Result<Self, sqlx::Error> {
         let mut conns = Vec::new();
+        let mut local = Vec::new();
         for _ in 0..n.max(1) {
             conns.push(Mutex::new(Some(opts.connect().await?)));
+            local.push(std::sync::Mutex::new(Some(
+                open_local(opts).map_err(|e| sqlx::Error::Configuration(Box::new(e)))?,
+            )));
         }
         Ok(Self {
             conns,
+            local,
             next: AtomicUsize::new(0),
             write,
         })
@@ -64,13 +79,184 @@ impl Readers {
         &self.write
     }
 
+    /// Runs `read` on a free local connection, on this thread (see the module
+    /// documentation); `Unavailable` once closed. With as many connections as
+    /// the runtime has worker threads, one is always free.
+    pub(crate) fn local<R>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<R>,
+    ) -> super::Result<R> {
+        let n = self.local.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let free = (0..n).find_map(|i| self.local[(start + i) % n].try_lock().ok());
+        let guard = match free {
+            Some(guard) => guard,
+            // A poisoned lock only means a read panicked; the connection is fine.
+            None => self.local[start % n]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        };
+        let started = std::time::Instant::now();
+        let out = match guard.as_ref() {
+            Some(conn) => read(conn).map_err(super::Error::from),
+            None => Err(super::Error::Unavailable("the database is closed".into())),
+        };
+        crate::metrics::database("query", started.elapsed());
+        out
+    }
+
     /// Closes every connection, waiting for reads in progress.
     pub(crate) async fn close(&self) {
+        for conn in &self.local {
+            let conn = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(Err((_, err))) = conn.map(rusqlite::Connection::close) {
+                tracing::debug!(error = %err, "closing a local reading connection");
+            }
+        }
         for conn in &self.conns {
             if let Some(conn) = conn.lock().await.take() {
                 if let Err(err) = conn.close().await {
                     tracing::debug!(error = %err, "closing a reading connection");
                 }
+            }
+        }
+    }
+}
+
+/// A read-only connection to the database file of `opts`.
+fn open_local(opts: &SqliteConnectOptions) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = rusqlite::Connection::open_with_flags(opts.get_filename(), flags)?;
+    // Read-only by rule (a write here would bypass the writer); it still
+    // opens read-write so that it can map the WAL index like the others.
+    conn.pragma_update(None, "query_only", true)?;
+    // As the other connections: a database locked by someone else answers 503 promptly.
+    conn.busy_timeout(Duration::from_millis(900))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// PostgreSQL connections kept for the hot reads, outside the pool.
+///
+/// sqlx's pool pings a connection each time it is given back (a round trip
+/// to the server), which doubles the cost of a one-query read. A connection
+/// here is taken out of its slot while in use and put back only after a
+/// query that succeeded: if the read is cancelled half-way or fails, the
+/// connection is dropped and the next read opens a new one, so a server
+/// restart or a network cut costs one failed read per connection (503s
+/// while it lasts), never a connection left mid-protocol.
+pub(crate) struct PgHot {
+    opts: sqlx::postgres::PgConnectOptions,
+    conns: Vec<Mutex<Option<sqlx::PgConnection>>>,
+    next: AtomicUsize,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for PgHot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgHot")
+            .field("connections", &self.conns.len())
+            .finish()
+    }
+}
+
+/// A connection of [`PgHot`] in use; dropped with it unless [`PgLease::keep`] is called.
+pub(crate) struct PgLease<'a> {
+    slot: MutexGuard<'a, Option<sqlx::PgConnection>>,
+    pub(crate) conn: sqlx::PgConnection,
+}
+
+impl PgLease<'_> {
+    /// Puts the connection back for the next read.
+    pub(crate) fn keep(self) {
+        let Self { mut slot, conn } = self;
+        *slot = Some(conn);
+    }
+}
+
+impl PgHot {
+    /// `n` slots, opened on first use.
+    pub(crate) fn new(opts: sqlx::postgres::PgConnectOptions, n: u32) -> Self {
+        Self {
+            opts,
+            conns: (0..n).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// A connection: a free one, or the next to become free; opened if its
+    /// slot is empty (within a second, like the pool's acquire).
+    pub(crate) async fn take(&self) -> super::Result<PgLease<'_>> {
+        let n = self.conns.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let free = (0..n).find_map(|i| self.conns[(start + i) % n].try_lock().ok());
+        let mut slot = match free {
+            Some(guard) => guard,
+            None => self.conns[start % n].lock().await,
+        };
+        if self.closed.load(Ordering::Acquire) {
+            return Err(super::Error::Unavailable("the database is closed".into()));
+        }
+        let conn = match slot.take() {
+            Some(conn) => conn,
+            None => tokio::time::timeout(Duration::from_secs(1), self.opts.connect())
+                .await
+                .map_err(|_| super::Error::Unavailable("connecting timed out".into()))??,
+        };
+        Ok(PgLease { slot, conn })
+    }
+
+    /// Closes every connection; reads after this fail.
+    pub(crate) async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for slot in &self.conns {
+            if let Some(conn) = slot.lock().await.take() {
+                if let Err(err) = conn.close().await {
+                    tracing::debug!(error = %err, "closing a hot reading connection");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The hot reads bind their values by position; SQLite numbers named
+    /// parameters like `$1` in order of first appearance, so each `$k` must
+    /// be the k-th.
+    #[test]
+    fn the_hot_reads_parameters_are_numbered_in_order() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty());
+        for file in files {
+            conn.execute_batch(&std::fs::read_to_string(&file).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        }
+        for sql in [
+            super::super::sessions::LOAD,
+            super::super::licenses::LICENSE_IN_FORCE,
+            super::super::entitlements::MINT_PROFILE,
+            super::super::credentials::WITH_OWNER.as_str(),
+        ] {
+            let stmt = conn.prepare(sql).unwrap();
+            let n = stmt.parameter_count();
+            assert!(n >= 1, "{sql}");
+            for k in 1..=n {
+                assert_eq!(stmt.parameter_index(&format!("${k}")).unwrap(), Some(k), "{sql}");
             }
         }
     }

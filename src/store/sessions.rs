@@ -13,7 +13,9 @@ use tower_sessions::SessionStore;
 
 use super::batch::{Arg, Item, Outcome, SignInItem};
 use super::credentials::CredentialUse;
-use super::{read, transaction, Backend, Result, Store};
+use rusqlite::OptionalExtension;
+
+use super::{hot_read, read, transaction, Backend, Result, Store};
 
 /// Session data keys that are mirrored into columns.
 pub const USER_ID: &str = "user_id";
@@ -45,6 +47,10 @@ pub fn id_hash(id: &Id) -> String {
     let digest = Sha256::digest(id.to_string().as_bytes());
     base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest)
 }
+
+/// A session's data while it lasts (a hot read: every signed-in request).
+pub(super) const LOAD: &str =
+    "SELECT data, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2";
 
 fn backend(err: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(err.to_string())
@@ -160,10 +166,16 @@ impl SessionStore for SessionDb {
     }
 
     async fn load(&self, session_id: &Id) -> StoreResult<Option<Record>> {
-        let sql = "SELECT data, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2";
+        let sql = LOAD;
         let hash = id_hash(session_id);
-        let row: Option<(String, i64)> = read!(self.store, p => sqlx::query_as(sql)
-            .bind(&hash).bind(super::now()).fetch_optional(p).await.map_err(backend)?);
+        let now = super::now();
+        // A hot read: every signed-in request makes it.
+        let row: Option<(String, i64)> = hot_read!(self.store,
+            c => c.prepare_cached(sql)?
+                .query_row(rusqlite::params![hash, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional(),
+            p => sqlx::query_as(sql).bind(&hash).bind(now).fetch_optional(p).await)
+        .map_err(backend)?;
         let Some((data, expires_at)) = row else {
             return Ok(None);
         };

@@ -1,7 +1,7 @@
 //! Users and their roles.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, is_unique_violation, read, transaction, Result, Store};
+use super::{dispatch, hot_read, is_unique_violation, read, transaction, Result, Store};
 
 /// What a user may do.
 #[derive(
@@ -103,8 +103,12 @@ impl Store {
         let sql = "SELECT u.id, c.id FROM users u \
                    LEFT JOIN credentials c ON c.user_id = u.id AND c.revoked_at IS NULL \
                    WHERE u.username_key = $1 AND u.disabled_at IS NULL ORDER BY c.created_at, c.id";
-        let rows: Vec<(String, Option<String>)> =
-            read!(self, p => sqlx::query_as(sql).bind(key).fetch_all(p).await)?;
+        // A hot read: every sign-in's start.
+        let rows: Vec<(String, Option<String>)> = hot_read!(self,
+            c => c.prepare_cached(sql)?
+                .query_map([key], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect(),
+            p => sqlx::query_as(sql).bind(key).fetch_all(p).await)?;
         let Some((user_id, _)) = rows.first() else {
             return Ok(None);
         };
