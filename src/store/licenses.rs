@@ -244,7 +244,8 @@ pub(super) const COLUMNS: &str =
                        issued_at, expires_at, revoked_at, revoked_reason";
 
 /// Whether a license is neither revoked nor its user disabled (a hot read: every premium call).
-pub(super) const LICENSE_IN_FORCE: &str = "SELECT COUNT(*) FROM licenses l JOIN users u ON u.id = l.user_id \
+pub(super) const LICENSE_IN_FORCE: &str =
+    "SELECT COUNT(*) FROM licenses l JOIN users u ON u.id = l.user_id \
      WHERE l.jti = $1 AND l.revoked_at IS NULL AND u.disabled_at IS NULL";
 
 impl Store {

@@ -86,12 +86,29 @@ macro_rules! hot_read {
                 let out = match $store.pg_hot() {
                     Some(hot) => match hot.take().await {
                         Ok(mut lease) => {
-                            let $p = &mut lease.conn;
-                            let out = $pg;
+                            let out = {
+                                let $p = &mut lease.conn;
+                                $pg
+                            };
+                            let out = match out {
+                                // A kept connection closed meanwhile: once more on a new one.
+                                Err(err)
+                                    if lease.reused && $crate::store::readers::is_lost(&err) =>
+                                {
+                                    match lease.reopen().await {
+                                        Ok(()) => {
+                                            let $p = &mut lease.conn;
+                                            $pg.map_err($crate::store::Error::from)
+                                        }
+                                        Err(err) => Err(err),
+                                    }
+                                }
+                                out => out.map_err($crate::store::Error::from),
+                            };
                             if out.is_ok() {
                                 lease.keep();
                             }
-                            out.map_err($crate::store::Error::from)
+                            out
                         }
                         Err(err) => Err(err),
                     },
@@ -180,7 +197,12 @@ impl Store {
                 // Under a second: a database locked by someone else answers 503 promptly.
                 .busy_timeout(Duration::from_millis(900))
                 .foreign_keys(true)
-                .pragma("temp_store", "memory");
+                .pragma("temp_store", "memory")
+                // The checkpoints are a thread's of their own (see `readers`).
+                .pragma(
+                    "wal_autocheckpoint",
+                    readers::WRITER_AUTOCHECKPOINT.to_string(),
+                );
             let in_use = backup::share_directory(opts.get_filename())?;
             // A local file's connection cannot go stale: no ping before each use.
             let write = SqlitePoolOptions::new()
@@ -246,7 +268,9 @@ impl Store {
     pub async fn migrate(&self) -> Result<()> {
         match &self.inner {
             Pools::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await?,
-            Pools::Postgres { pool, .. } => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+            Pools::Postgres { pool, .. } => {
+                sqlx::migrate!("./migrations/postgres").run(pool).await?
+            }
         }
         Ok(())
     }

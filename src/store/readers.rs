@@ -24,6 +24,8 @@ pub(crate) struct Readers {
     conns: Vec<Mutex<Option<SqliteConnection>>>,
     /// Connections for the hot reads, used on the caller's thread.
     local: Vec<std::sync::Mutex<Option<rusqlite::Connection>>>,
+    /// Copies the WAL back into the database off the writer's path.
+    checkpointer: Checkpointer,
     /// Where the next lease starts looking for a free connection.
     next: AtomicUsize,
     /// The write pool: what reads are sent to once these are closed (it is
@@ -54,9 +56,12 @@ impl Readers {
                 open_local(opts).map_err(|e| sqlx::Error::Configuration(Box::new(e)))?,
             )));
         }
+        let checkpointer =
+            Checkpointer::start(opts).map_err(|e| sqlx::Error::Configuration(Box::new(e)))?;
         Ok(Self {
             conns,
             local,
+            checkpointer,
             next: AtomicUsize::new(0),
             write,
         })
@@ -107,6 +112,7 @@ impl Readers {
 
     /// Closes every connection, waiting for reads in progress.
     pub(crate) async fn close(&self) {
+        self.checkpointer.stop();
         for conn in &self.local {
             let conn = conn
                 .lock()
@@ -142,6 +148,87 @@ fn open_local(opts: &SqliteConnectOptions) -> rusqlite::Result<rusqlite::Connect
     Ok(conn)
 }
 
+/// How often the checkpointer looks at the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+
+/// WAL pages after which the writer checkpoints by itself (SQLite's default
+/// is 1,000): only if the checkpointer falls far behind.
+pub(crate) const WRITER_AUTOCHECKPOINT: u32 = 16_000;
+
+/// A thread that copies committed WAL pages back into the database file
+/// (`PRAGMA wal_checkpoint(PASSIVE)`) every [`CHECKPOINT_EVERY`].
+///
+/// SQLite's automatic checkpoint runs in the connection that commits, so
+/// with one writer every thousandth page, a batch waited for the copy and
+/// its `fsync` while the whole queue waited for the batch. A passive
+/// checkpoint from another connection runs beside the writer and readers and
+/// never blocks them; the writer keeps an automatic checkpoint, far later
+/// ([`WRITER_AUTOCHECKPOINT`]), in case this thread falls behind.
+struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Checkpointer {
+    fn start(opts: &SqliteConnectOptions) -> rusqlite::Result<Self> {
+        let conn = rusqlite::Connection::open_with_flags(
+            opts.get_filename(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(Duration::from_millis(900))?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("latchkey-checkpoint".into())
+            .spawn(move || {
+                while !stopping.load(Ordering::Acquire) {
+                    std::thread::park_timeout(CHECKPOINT_EVERY);
+                    if stopping.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    if let Err(err) = done {
+                        tracing::debug!(error = %err, "background checkpoint");
+                    }
+                }
+            })
+            .map_err(|e| {
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("cannot start the checkpoint thread: {e}")),
+                )
+            })?;
+        Ok(Self {
+            stop,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Stops the thread and closes its connection.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            thread.thread().unpark();
+            if thread.join().is_err() {
+                tracing::warn!("the checkpoint thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// PostgreSQL connections kept for the hot reads, outside the pool.
 ///
 /// sqlx's pool pings a connection each time it is given back (a round trip
@@ -168,14 +255,24 @@ impl std::fmt::Debug for PgHot {
 
 /// A connection of [`PgHot`] in use; dropped with it unless [`PgLease::keep`] is called.
 pub(crate) struct PgLease<'a> {
+    hot: &'a PgHot,
     slot: MutexGuard<'a, Option<sqlx::PgConnection>>,
     pub(crate) conn: sqlx::PgConnection,
+    /// Kept from an earlier read (the server may have closed it meanwhile).
+    pub(crate) reused: bool,
 }
 
 impl PgLease<'_> {
+    /// Replaces the connection with a new one (after [`is_lost`]).
+    pub(crate) async fn reopen(&mut self) -> super::Result<()> {
+        self.conn = self.hot.open().await?;
+        self.reused = false;
+        Ok(())
+    }
+
     /// Puts the connection back for the next read.
     pub(crate) fn keep(self) {
-        let Self { mut slot, conn } = self;
+        let Self { mut slot, conn, .. } = self;
         *slot = Some(conn);
     }
 }
@@ -204,13 +301,24 @@ impl PgHot {
         if self.closed.load(Ordering::Acquire) {
             return Err(super::Error::Unavailable("the database is closed".into()));
         }
-        let conn = match slot.take() {
-            Some(conn) => conn,
-            None => tokio::time::timeout(Duration::from_secs(1), self.opts.connect())
+        let (conn, reused) = match slot.take() {
+            Some(conn) => (conn, true),
+            None => (self.open().await?, false),
+        };
+        Ok(PgLease {
+            hot: self,
+            slot,
+            conn,
+            reused,
+        })
+    }
+
+    async fn open(&self) -> super::Result<sqlx::PgConnection> {
+        Ok(
+            tokio::time::timeout(Duration::from_secs(1), self.opts.connect())
                 .await
                 .map_err(|_| super::Error::Unavailable("connecting timed out".into()))??,
-        };
-        Ok(PgLease { slot, conn })
+        )
     }
 
     /// Closes every connection; reads after this fail.
@@ -223,6 +331,18 @@ impl PgHot {
                 }
             }
         }
+    }
+}
+
+/// Whether a read failed because its connection is gone (closed by the
+/// server, an administrator or the network), so that a new one may succeed.
+pub(crate) fn is_lost(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
     }
 }
 
@@ -256,7 +376,11 @@ mod tests {
             let n = stmt.parameter_count();
             assert!(n >= 1, "{sql}");
             for k in 1..=n {
-                assert_eq!(stmt.parameter_index(&format!("${k}")).unwrap(), Some(k), "{sql}");
+                assert_eq!(
+                    stmt.parameter_index(&format!("${k}")).unwrap(),
+                    Some(k),
+                    "{sql}"
+                );
             }
         }
     }

@@ -373,7 +373,10 @@ async fn restore_refuses_to_overwrite_a_database_in_use_a_foreign_kek_or_a_file_
     );
     assert!(!other.path().join("latchkey.db").exists());
 
-    // Not a file that is not a Latchkey database.
+    // Not a file that is not a Latchkey database. (The service wrote while it
+    // ran, and its checkpoints copy that into the file: the file as it is now
+    // is what must stay.)
+    let live = std::fs::read(&db).unwrap();
     let junk = backups.path().join("junk.db");
     std::fs::write(&junk, b"hello").unwrap();
     let (ok, out) = run(&["restore", "--force", junk.to_str().unwrap()], &env);

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::authenticator::{SoftAuthenticator, Tweaks};
 use crate::dpop::DeviceKey;
 use crate::helpers::{create_pg_database, spawn_app_at, Db, ORIGIN};
+use crate::on_both_databases;
 use crate::process::ServerProcess;
 
 /// A TCP proxy in front of PostgreSQL that can be cut: existing connections
@@ -167,6 +168,47 @@ async fn a_locked_sqlite_database_gives_503s_and_recovers_when_released() {
         0,
         "the refused start left no ceremony (and the sign-in used its own)"
     );
+}
+
+/// PostgreSQL: a connection kept for the hot reads that the server closed
+/// while it sat idle (a restart, `pg_terminate_backend`, a proxy's idle
+/// timeout) costs no failed read: the read runs once more on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_postgres_connection_the_server_closed_costs_no_failed_read() {
+    let app = crate::helpers::spawn_app(Db::Postgres).await;
+    let store = &app.state.store;
+    // Sequential reads go round the slots: every kept connection gets opened.
+    for _ in 0..8 {
+        assert!(!store.license_in_force("no-such-license").await.unwrap());
+    }
+    let closed = sqlx_scalar(
+        Db::Postgres,
+        &app.database_url,
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await;
+    assert!(closed >= 1, "the service had connections open");
+    for n in 0..8 {
+        let read = store.license_in_force("no-such-license").await;
+        assert!(
+            matches!(read, Ok(false)),
+            "read {n} after the close: {read:?}"
+        );
+    }
+}
+
+on_both_databases! {
+    async fn hot_reads_after_the_store_is_closed_are_refused_as_unavailable(app) {
+        let store = &app.state.store;
+        assert!(!store.license_in_force("no-such-license").await.unwrap());
+        store.close().await;
+        let read = store.license_in_force("no-such-license").await;
+        assert!(
+            matches!(read, Err(latchkey::store::Error::Unavailable(_))),
+            "{read:?}"
+        );
+    }
 }
 
 async fn sqlx_scalar(db: Db, url: &str, sql: &str) -> i64 {
