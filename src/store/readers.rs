@@ -152,8 +152,12 @@ fn open_local(opts: &SqliteConnectOptions) -> rusqlite::Result<rusqlite::Connect
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// WAL pages after which the writer checkpoints by itself (SQLite's default
-/// is 1,000): only if the checkpointer falls far behind.
-pub(crate) const WRITER_AUTOCHECKPOINT: u32 = 16_000;
+/// is 1,000). Under a steady stream of commits the WAL file restarts from
+/// its beginning only after a checkpoint made by the writer (the thread's
+/// finish while the writer has already added pages), so this bounds the WAL
+/// (about 16 MB); by then the thread has copied nearly everything, and the
+/// writer's checkpoint is mostly its `fsync`.
+pub(crate) const WRITER_AUTOCHECKPOINT: u32 = 4_000;
 
 /// A thread that copies committed WAL pages back into the database file
 /// (`PRAGMA wal_checkpoint(PASSIVE)`) every [`CHECKPOINT_EVERY`].
@@ -162,8 +166,8 @@ pub(crate) const WRITER_AUTOCHECKPOINT: u32 = 16_000;
 /// with one writer every thousandth page, a batch waited for the copy and
 /// its `fsync` while the whole queue waited for the batch. A passive
 /// checkpoint from another connection runs beside the writer and readers and
-/// never blocks them; the writer keeps an automatic checkpoint, far later
-/// ([`WRITER_AUTOCHECKPOINT`]), in case this thread falls behind.
+/// never blocks them; the writer keeps an automatic checkpoint, four times
+/// rarer ([`WRITER_AUTOCHECKPOINT`]), which also lets the WAL file restart.
 struct Checkpointer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
