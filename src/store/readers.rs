@@ -69,12 +69,11 @@ impl Readers {
 
     /// A free connection, or the next one to become free; `None` once closed.
     pub(crate) async fn lease(&self) -> Option<MappedMutexGuard<'_, SqliteConnection>> {
-        let n = self.conns.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let free = (0..n).find_map(|i| self.conns[(start + i) % n].try_lock().ok());
-        let guard = match free {
-            Some(guard) => guard,
-            None => self.conns[start % n].lock().await,
+        let guard = match free_slot(&self.next, self.conns.len(), |i| {
+            self.conns[i].try_lock().ok()
+        }) {
+            Ok(guard) => guard,
+            Err(busy) => self.conns[busy].lock().await,
         };
         MutexGuard::try_map(guard, Option::as_mut).ok()
     }
@@ -91,13 +90,12 @@ impl Readers {
         &self,
         read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<R>,
     ) -> super::Result<R> {
-        let n = self.local.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let free = (0..n).find_map(|i| self.local[(start + i) % n].try_lock().ok());
-        let guard = match free {
-            Some(guard) => guard,
+        let guard = match free_slot(&self.next, self.local.len(), |i| {
+            self.local[i].try_lock().ok()
+        }) {
+            Ok(guard) => guard,
             // A poisoned lock only means a read panicked; the connection is fine.
-            None => self.local[start % n]
+            Err(busy) => self.local[busy]
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         };
@@ -132,18 +130,39 @@ impl Readers {
     }
 }
 
-/// A read-only connection to the database file of `opts`.
-fn open_local(opts: &SqliteConnectOptions) -> rusqlite::Result<rusqlite::Connection> {
+/// The slots are tried from a start that moves with each call, so that reads
+/// spread over the connections: the first slot `try_take` gets, or (`Err`)
+/// the one to wait for.
+fn free_slot<G>(
+    next: &AtomicUsize,
+    n: usize,
+    try_take: impl Fn(usize) -> Option<G>,
+) -> Result<G, usize> {
+    let start = next.fetch_add(1, Ordering::Relaxed);
+    (0..n)
+        .find_map(|i| try_take((start + i) % n))
+        .ok_or(start % n)
+}
+
+/// A `rusqlite` connection to the database file of `opts`, with the same
+/// busy timeout as the others (a database locked by someone else answers 503
+/// promptly).
+fn open_file(opts: &SqliteConnectOptions) -> rusqlite::Result<rusqlite::Connection> {
     use rusqlite::OpenFlags;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = rusqlite::Connection::open_with_flags(opts.get_filename(), flags)?;
+    conn.busy_timeout(Duration::from_millis(900))?;
+    Ok(conn)
+}
+
+/// A read-only connection to the database file of `opts`.
+fn open_local(opts: &SqliteConnectOptions) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = open_file(opts)?;
     // Read-only by rule (a write here would bypass the writer); it still
     // opens read-write so that it can map the WAL index like the others.
     conn.pragma_update(None, "query_only", true)?;
-    // As the other connections: a database locked by someone else answers 503 promptly.
-    conn.busy_timeout(Duration::from_millis(900))?;
     // A small page cache: a reader empties it whenever another connection
     // has committed (WAL), which under load is before nearly every read.
     conn.pragma_update(None, "cache_size", -512)?;
@@ -178,13 +197,7 @@ struct Checkpointer {
 
 impl Checkpointer {
     fn start(opts: &SqliteConnectOptions) -> rusqlite::Result<Self> {
-        let conn = rusqlite::Connection::open_with_flags(
-            opts.get_filename(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | rusqlite::OpenFlags::SQLITE_OPEN_URI,
-        )?;
-        conn.busy_timeout(Duration::from_millis(900))?;
+        let conn = open_file(opts)?;
         // A checkpoint copies pages from the WAL to the file; it needs no cache.
         conn.pragma_update(None, "cache_size", -256)?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -300,12 +313,11 @@ impl PgHot {
     /// A connection: a free one, or the next to become free; opened if its
     /// slot is empty (within a second, like the pool's acquire).
     pub(crate) async fn take(&self) -> super::Result<PgLease<'_>> {
-        let n = self.conns.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let free = (0..n).find_map(|i| self.conns[(start + i) % n].try_lock().ok());
-        let mut slot = match free {
-            Some(guard) => guard,
-            None => self.conns[start % n].lock().await,
+        let mut slot = match free_slot(&self.next, self.conns.len(), |i| {
+            self.conns[i].try_lock().ok()
+        }) {
+            Ok(guard) => guard,
+            Err(busy) => self.conns[busy].lock().await,
         };
         if self.closed.load(Ordering::Acquire) {
             return Err(super::Error::Unavailable("the database is closed".into()));

@@ -211,6 +211,41 @@ on_both_databases! {
     }
 }
 
+/// SQLite: committed writes reach the database file itself within moments,
+/// copied by the checkpoint thread; the writer alone would leave them in the
+/// WAL until it holds 4,000 pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_commits_are_checkpointed_into_the_database_file_beside_the_writer() {
+    let app = crate::helpers::spawn_app(Db::Sqlite).await;
+    app.register("checkpointed").await;
+    // `immutable=1`: the file alone, without the WAL.
+    let file = format!(
+        "file:{}?immutable=1",
+        app.data_dir.path().join("latchkey.db").display()
+    );
+    let in_file = || -> rusqlite::Result<i64> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &file,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.query_row(
+            "SELECT COUNT(*) FROM users WHERE username = 'checkpointed'",
+            [],
+            |r| r.get(0),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // A read of a file being written may fail or miss the row: try again.
+    while !matches!(in_file(), Ok(1)) {
+        assert!(
+            Instant::now() < deadline,
+            "the user is still only in the WAL: {:?}",
+            in_file()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn sqlx_scalar(db: Db, url: &str, sql: &str) -> i64 {
     match db {
         Db::Sqlite => sqlx::query_scalar(sql)
