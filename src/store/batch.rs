@@ -1,16 +1,18 @@
-//! Group commit: one writer task per database drains the queued hot-path
-//! writes (DPoP replay ids, mints, audit rows) and commits them together in
-//! one transaction, so the `BEGIN`/`COMMIT`, the WAL append (or flush) and the
-//! hop to the database are shared by the whole batch.
+//! Group commit: one writer per database drains the queued hot-path writes
+//! (DPoP replay ids, mints, sign-ins, session rows, audit rows) and commits
+//! them together in one transaction, so the `BEGIN`/`COMMIT`, the WAL append
+//! (or flush) and the hop to the database are shared by the whole batch.
 //!
 //! Durability is unchanged: a caller is answered only after the transaction
 //! holding its write has committed. One item cannot fail its neighbours: DPoP
-//! ids are checked for duplicates inside the batch and inserted with one
-//! multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING id`, and each mint runs
-//! its own statements (checks and inserts) under a savepoint that is rolled
-//! back alone when the mint is refused. If the transaction itself fails (the
+//! ids are checked for duplicates inside the batch, and each mint or sign-in
+//! runs its own statements (checks and writes) under a savepoint that is
+//! rolled back alone when it is refused. If the transaction itself fails (the
 //! database is unreachable, SQLite is locked), every item of the batch gets
 //! that error, and nothing of it was written.
+//!
+//! SQLite's batches run on a thread of their own with a `rusqlite` connection
+//! ([`super::writer`]); PostgreSQL's in a task on the pool, below.
 
 use std::collections::HashSet;
 
@@ -19,11 +21,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::audit::bind_event;
 use super::audit::AuditEvent;
 use super::audit::OwnedAuditEvent;
-use super::licenses::{
-    bind_device, bind_license, mint_statements, shift_params, MintError, NewLicense, OwnedLicense,
-};
+use super::licenses::{mint_statements, shift_params, MintError, NewLicense, OwnedLicense};
 use super::{Backend, Error, Result, Store};
-use sqlx::{PgConnection, PgPool, SqliteConnection, SqlitePool};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{PgConnection, PgPool, SqlitePool};
 
 /// Most items committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -95,13 +96,23 @@ pub enum Outcome {
     CounterRegressed,
 }
 
-struct Job {
-    item: Item,
-    reply: oneshot::Sender<Result<Outcome>>,
+enum Job {
+    /// One write, answered once its batch has committed.
+    Write {
+        item: Item,
+        reply: oneshot::Sender<Result<Outcome>>,
+    },
+    /// Writes committed as one batch of their own ([`Store::commit_together`]).
+    Together {
+        items: Vec<Item>,
+        reply: oneshot::Sender<Result<Vec<Result<Outcome>>>>,
+    },
+    /// Ends the writer once the jobs queued before are done.
+    Close(oneshot::Sender<()>),
 }
 
-/// The queue into the writer task. Cloned with the store; the task ends when
-/// the last clone is dropped.
+/// The queue into the writer. Cloned with the store; the writer ends when
+/// the last clone is dropped or [`Queue::close`] is called.
 #[derive(Clone)]
 pub(crate) struct Queue(mpsc::UnboundedSender<Job>);
 
@@ -111,72 +122,158 @@ impl std::fmt::Debug for Queue {
     }
 }
 
+/// Where a writer commits its batches.
+pub(crate) enum Target {
+    /// The database file of these options, on a connection of the writer's
+    /// own; the write pool's one connection is held during each batch, so
+    /// the pool's transactions and the batches take turns.
+    Sqlite(SqliteConnectOptions, SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A writer's state between batches.
+enum Writer {
+    Sqlite {
+        conn: Option<rusqlite::Connection>,
+        turn: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
 impl Queue {
-    /// Starts the writer task over the write pool.
+    /// Starts the writer.
     ///
-    /// On SQLite the task runs on a thread of its own: a batch is a series of
-    /// round trips to the connection's thread, and on the request threads each
-    /// answer would wait behind requests' signature checks before the next
-    /// statement could go. On PostgreSQL the connection's socket belongs to the
-    /// request threads' runtime, so the task stays there.
-    pub(crate) fn start(writer: Backend<SqlitePool, PgPool>) -> Self {
+    /// On SQLite it runs on a thread of its own: a batch is SQLite work from
+    /// start to end, which on the request threads would wait behind their
+    /// signature checks (and hold them up). On PostgreSQL the connections'
+    /// sockets belong to the request threads' runtime, so the task stays there.
+    pub(crate) fn start(target: Target) -> anyhow::Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
-        match writer {
-            Backend::Sqlite(_) => {
+        match target {
+            Target::Sqlite(opts, turn) => {
+                let conn = super::writer::open(&opts)?;
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
-                    .build();
-                let spawned = runtime.and_then(|runtime| {
-                    std::thread::Builder::new()
-                        .name("latchkey-writer".into())
-                        .spawn(move || runtime.block_on(run(writer, rx)))
-                });
-                if let Err(err) = spawned {
-                    // Without a thread every write is refused (the queue is closed).
-                    tracing::error!(error = %err, "cannot start the database writer thread");
-                }
+                    .build()?;
+                let writer = Writer::Sqlite {
+                    conn: Some(conn),
+                    turn,
+                };
+                std::thread::Builder::new()
+                    .name("latchkey-writer".into())
+                    .spawn(move || runtime.block_on(run(writer, rx)))?;
             }
-            Backend::Postgres(_) => {
-                tokio::spawn(run(writer, rx));
+            Target::Postgres(pool) => {
+                tokio::spawn(run(Writer::Postgres(pool), rx));
             }
         }
-        Self(tx)
+        Ok(Self(tx))
     }
 
     /// Queues `item` and waits until its batch has committed.
     pub(crate) async fn submit(&self, item: Item) -> Result<Outcome> {
         let (reply, answer) = oneshot::channel();
         self.0
-            .send(Job { item, reply })
-            .map_err(|_| Error::Unavailable("the database writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::Unavailable("the database writer has stopped".into()))?
+            .send(Job::Write { item, reply })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Commits `items` as one batch of their own.
+    async fn submit_together(&self, items: Vec<Item>) -> Result<Vec<Result<Outcome>>> {
+        let (reply, answer) = oneshot::channel();
+        self.0
+            .send(Job::Together { items, reply })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Finishes the writes queued so far, then stops the writer (on SQLite,
+    /// closing its connection). Writes queued later are refused.
+    pub(crate) async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.0.send(Job::Close(done)).is_ok() {
+            let _ = closed.await;
+        }
     }
 }
 
-async fn run(writer: Backend<SqlitePool, PgPool>, mut rx: mpsc::UnboundedReceiver<Job>) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+fn stopped() -> Error {
+    Error::Unavailable("the database writer has stopped".into())
+}
+
+impl Writer {
+    async fn commit(&mut self, items: &[&Item]) -> Result<Vec<Result<Outcome>>> {
         let started = std::time::Instant::now();
-        let items: Vec<&Item> = jobs.iter().map(|j| &j.item).collect();
-        let outcome = match &writer {
-            Backend::Sqlite(pool) => commit_sqlite(pool, &items).await,
-            Backend::Postgres(pool) => commit_postgres(pool, &items).await,
+        let outcome = match self {
+            Self::Sqlite { conn, turn } => match conn {
+                Some(conn) => {
+                    // The pool's transactions wait while the batch is open.
+                    let _turn = turn.acquire().await?;
+                    super::writer::commit(conn, items)
+                }
+                None => Err(stopped()),
+            },
+            Self::Postgres(pool) => commit_postgres(pool, items).await,
         };
         crate::metrics::database("batch", started.elapsed());
-        match outcome {
-            Ok(results) => {
-                for (job, result) in jobs.drain(..).zip(results) {
-                    let _ = job.reply.send(result);
+        outcome
+    }
+
+    fn close(&mut self) {
+        if let Self::Sqlite { conn, .. } = self {
+            if let Some(Err((_, err))) = conn.take().map(rusqlite::Connection::close) {
+                tracing::warn!(error = %err, "closing the database writer's connection");
+            }
+        }
+    }
+}
+
+async fn run(mut writer: Writer, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<(Item, oneshot::Sender<Result<Outcome>>)> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        for job in jobs.drain(..) {
+            match job {
+                Job::Write { item, reply } => batch.push((item, reply)),
+                Job::Together { items, reply } => {
+                    commit_batch(&mut writer, &mut batch).await;
+                    let items: Vec<&Item> = items.iter().collect();
+                    let _ = reply.send(writer.commit(&items).await);
+                }
+                Job::Close(done) => {
+                    commit_batch(&mut writer, &mut batch).await;
+                    writer.close();
+                    let _ = done.send(());
+                    return;
                 }
             }
-            Err(err) => {
-                // Nothing of the batch was written: everyone gets the failure.
-                let err = shared(&err);
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(err.clone_shallow()));
-                }
+        }
+        commit_batch(&mut writer, &mut batch).await;
+    }
+    writer.close();
+}
+
+/// Commits the writes of `batch` (emptied) and answers each.
+async fn commit_batch(
+    writer: &mut Writer,
+    batch: &mut Vec<(Item, oneshot::Sender<Result<Outcome>>)>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let items: Vec<&Item> = batch.iter().map(|(item, _)| item).collect();
+    match writer.commit(&items).await {
+        Ok(results) => {
+            for ((_, reply), result) in batch.drain(..).zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(err) => {
+            // Nothing of the batch was written: everyone gets the failure.
+            let err = shared(&err);
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Err(err.clone_shallow()));
             }
         }
     }
@@ -207,7 +304,7 @@ impl Shared {
 
 /// The outcome of each proof item, by position: the first use of an id in
 /// the batch is the one that may succeed, later ones are replays.
-fn first_uses<'a>(items: &[&'a Item]) -> (Vec<(usize, &'a str, i64)>, Vec<usize>) {
+pub(super) fn first_uses<'a>(items: &[&'a Item]) -> (Vec<(usize, &'a str, i64)>, Vec<usize>) {
     let mut seen = HashSet::new();
     let mut firsts = Vec::new();
     let mut repeats = Vec::new();
@@ -221,90 +318,6 @@ fn first_uses<'a>(items: &[&'a Item]) -> (Vec<(usize, &'a str, i64)>, Vec<usize>
         }
     }
     (firsts, repeats)
-}
-
-/// Runs the items of one batch in the open transaction `$tx`; `$proofs` is an
-/// expression that inserts the `firsts` proof ids and yields those inserted.
-macro_rules! apply {
-    ($tx:ident, $sqlite:expr, $items:expr, $firsts:ident => $proofs:expr, $results:ident => $bulk:expr) => {{
-        let items: &[&Item] = $items;
-        let mut results: Vec<Result<Outcome>> =
-            (0..items.len()).map(|_| Ok(Outcome::Done)).collect();
-        let ($firsts, repeats) = first_uses(items);
-        for i in repeats {
-            results[i] = Ok(Outcome::Replay);
-        }
-        if !$firsts.is_empty() {
-            let inserted: HashSet<String> = $proofs.into_iter().collect();
-            for (i, id, _) in &$firsts {
-                if !inserted.contains(*id) {
-                    results[*i] = Ok(Outcome::Replay);
-                }
-            }
-        }
-        // The items the backend took in bulk (`$bulk` sets their outcomes).
-        let bulk: HashSet<usize> = {
-            let $results = &mut results;
-            $bulk
-        };
-        for (i, item) in items.iter().enumerate() {
-            match item {
-                Item::Proof { .. } => {}
-                Item::Exec(sql, args) => {
-                    // PostgreSQL aborts a transaction on any error: a savepoint
-                    // keeps an unexpected failure to this statement. SQLite
-                    // rolls back the failed statement only.
-                    let rows = if $sqlite {
-                        exec_query(sql, args)
-                            .execute(&mut *$tx)
-                            .await
-                            .map(|r| r.rows_affected())
-                    } else {
-                        let mut sp = sqlx::Acquire::begin(&mut *$tx).await?;
-                        let done = exec_query(sql, args)
-                            .execute(&mut *sp)
-                            .await
-                            .map(|r| r.rows_affected());
-                        if done.is_ok() {
-                            sp.commit().await?;
-                        } else {
-                            sp.rollback().await?;
-                        }
-                        done
-                    };
-                    results[i] = rows.map(Outcome::Rows).map_err(Error::from);
-                }
-                Item::SignIn(sign_in) => {
-                    let mut sp = sqlx::Acquire::begin(&mut *$tx).await?;
-                    let done = super::sessions::sign_in_statements!(sp, sign_in);
-                    if matches!(done, Ok(Outcome::Done)) {
-                        sp.commit().await?;
-                    } else {
-                        sp.rollback().await?;
-                    }
-                    results[i] = done;
-                }
-                // Both backends insert a batch's audit rows in bulk.
-                Item::Audit(..) => {}
-                Item::Mint(mint) => {
-                    // A savepoint per mint: a refused mint leaves nothing
-                    // behind and its neighbours commit.
-                    if bulk.contains(&i) {
-                        continue;
-                    }
-                    let mut sp = sqlx::Acquire::begin(&mut *$tx).await?;
-                    let done = mint_statements!(sp, mint, $sqlite);
-                    if done.is_ok() {
-                        sp.commit().await?;
-                    } else {
-                        sp.rollback().await?;
-                    }
-                    results[i] = mint_outcome(done);
-                }
-            }
-        }
-        results
-    }};
 }
 
 /// How a mint's statements ended, as the item's outcome.
@@ -337,38 +350,20 @@ where
     q
 }
 
-async fn commit_sqlite(pool: &SqlitePool, items: &[&Item]) -> Result<Vec<Result<Outcome>>> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let results = apply!(tx, true, items, firsts => {
-        let mut ids = Vec::with_capacity(firsts.len());
-        // 2 parameters a row, well under SQLite's limit of 32,766.
-        for chunk in firsts.chunks(MAX_BATCH) {
-            let mut sql = String::from("INSERT INTO dpop_proofs (id, expires_at) VALUES ");
-            for n in 0..chunk.len() {
-                if n > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("(${}, ${})", 2 * n + 1, 2 * n + 2));
-            }
-            sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
-            let mut q = sqlx::query_scalar::<_, String>(&sql);
-            for (_, id, exp) in chunk {
-                q = q.bind(*id).bind(*exp);
-            }
-            ids.extend(q.fetch_all(&mut *tx).await?);
-        }
-        ids
-    }, results => bulk_sqlite(&mut tx, items, results).await?);
-    tx.commit().await?;
-    Ok(results)
-}
-
+/// Commits a batch on PostgreSQL: the proof ids and the audit rows with one
+/// statement each, then each other item under a savepoint of its own
+/// (PostgreSQL aborts a whole transaction on any error).
 async fn commit_postgres(pool: &PgPool, items: &[&Item]) -> Result<Vec<Result<Outcome>>> {
     let mut tx = pool.begin().await?;
-    let results = apply!(tx, false, items, firsts => {
+    let mut results: Vec<Result<Outcome>> = (0..items.len()).map(|_| Ok(Outcome::Done)).collect();
+    let (firsts, repeats) = first_uses(items);
+    for i in repeats {
+        results[i] = Ok(Outcome::Replay);
+    }
+    if !firsts.is_empty() {
         let ids: Vec<&str> = firsts.iter().map(|(_, id, _)| *id).collect();
         let exps: Vec<i64> = firsts.iter().map(|(_, _, exp)| *exp).collect();
-        sqlx::query_scalar::<_, String>(
+        let inserted: HashSet<String> = sqlx::query_scalar::<_, String>(
             "INSERT INTO dpop_proofs (id, expires_at) SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
              ON CONFLICT (id) DO NOTHING RETURNING id",
         )
@@ -376,166 +371,78 @@ async fn commit_postgres(pool: &PgPool, items: &[&Item]) -> Result<Vec<Result<Ou
         .bind(exps)
         .fetch_all(&mut *tx)
         .await?
-    }, _results => bulk_postgres(&mut tx, items).await?);
+        .into_iter()
+        .collect();
+        for (i, id, _) in &firsts {
+            if !inserted.contains(*id) {
+                results[*i] = Ok(Outcome::Replay);
+            }
+        }
+    }
+    let audits: Vec<(&OwnedAuditEvent, i64)> = items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Audit(event, at) => Some((&**event, *at)),
+            _ => None,
+        })
+        .collect();
+    insert_audits(&mut tx, &audits).await?;
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Item::Proof { .. } | Item::Audit(..) => {}
+            Item::Exec(sql, args) => {
+                let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+                let done = exec_query(sql, args)
+                    .execute(&mut *sp)
+                    .await
+                    .map(|r| r.rows_affected());
+                if done.is_ok() {
+                    sp.commit().await?;
+                } else {
+                    sp.rollback().await?;
+                }
+                results[i] = done.map(Outcome::Rows).map_err(Error::from);
+            }
+            Item::SignIn(sign_in) => {
+                let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+                let done = super::sessions::sign_in_statements!(sp, sign_in);
+                if matches!(done, Ok(Outcome::Done)) {
+                    sp.commit().await?;
+                } else {
+                    sp.rollback().await?;
+                }
+                results[i] = done;
+            }
+            Item::Mint(mint) => {
+                let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+                let done = mint_statements!(sp, mint);
+                if done.is_ok() {
+                    sp.commit().await?;
+                } else {
+                    sp.rollback().await?;
+                }
+                results[i] = mint_outcome(done);
+            }
+        }
+    }
     tx.commit().await?;
     Ok(results)
 }
 
-/// On SQLite, the batch's mints without a device limit and its audit rows,
-/// with multi-row statements: one spends the mints' proof ids where their
-/// sign-ins still stand, then one each inserts the licenses, the devices and
-/// the audit rows. Each statement is a round trip to the connection's thread,
-/// so a batch of mints costs about five of them, where each mint alone took
-/// seven. Returns the items taken; their outcomes are set in `results`.
-async fn bulk_sqlite(
-    conn: &mut SqliteConnection,
-    items: &[&Item],
-    results: &mut [Result<Outcome>],
-) -> Result<HashSet<usize>> {
-    let mut taken = HashSet::new();
-    let mut proof_ids = HashSet::new();
-    let mut mints: Vec<(usize, &MintItem)> = Vec::new();
-    let mut audits: Vec<(&OwnedAuditEvent, i64)> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match item {
-            Item::Mint(m) if m.license.device_limit.is_none() => {
-                taken.insert(i);
-                // The general path would find a proof id spent earlier in
-                // the same batch; here a repeat is a replay before any SQL.
-                if proof_ids.insert(m.proof_id.as_str()) {
-                    mints.push((i, m));
-                } else {
-                    results[i] = Ok(Outcome::Replay);
-                }
-            }
-            Item::Audit(event, at) => {
-                taken.insert(i);
-                audits.push((event, *at));
-            }
-            _ => {}
-        }
-    }
-    // Largest row: 11 parameters, so 256 rows stay far under SQLite's 32,766.
-    let mut minted: Vec<&MintItem> = Vec::with_capacity(mints.len());
-    for chunk in mints.chunks(MAX_BATCH) {
-        let check = super::licenses::still_valid_sql(true)
-            .replace("$1", "v.column3")
-            .replace("$2", "v.column4");
-        let sql = format!(
-            "INSERT INTO dpop_proofs (id, expires_at) SELECT v.column1, v.column2 FROM (VALUES {}) AS v \
-             WHERE EXISTS ({check}) ON CONFLICT (id) DO NOTHING RETURNING id",
-            tuples(4, chunk.len())
-        );
-        let mut q = sqlx::query_scalar::<_, String>(&sql);
-        for (_, m) in chunk {
-            q = q
-                .bind(&m.proof_id)
-                .bind(m.proof_expires_at)
-                .bind(&m.license.login_id)
-                .bind(&m.license.user_id);
-        }
-        let spent: HashSet<String> = q.fetch_all(&mut *conn).await?.into_iter().collect();
-        let refused: Vec<&str> = chunk
-            .iter()
-            .filter(|(_, m)| !spent.contains(&m.proof_id))
-            .map(|(_, m)| m.proof_id.as_str())
-            .collect();
-        // A refused mint whose proof id is on record was a replay; otherwise
-        // its sign-in no longer stands.
-        let replayed: HashSet<String> = if refused.is_empty() {
-            HashSet::new()
-        } else {
-            let sql = format!(
-                "SELECT id FROM dpop_proofs WHERE id IN ({})",
-                (1..=refused.len())
-                    .map(|n| format!("${n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let mut q = sqlx::query_scalar::<_, String>(&sql);
-            for id in &refused {
-                q = q.bind(*id);
-            }
-            q.fetch_all(&mut *conn).await?.into_iter().collect()
-        };
-        for (i, m) in chunk {
-            results[*i] = if spent.contains(&m.proof_id) {
-                minted.push(m);
-                Ok(Outcome::Done)
-            } else if replayed.contains(&m.proof_id) {
-                Ok(Outcome::Replay)
-            } else {
-                Ok(Outcome::Revoked)
-            };
-        }
-    }
-    for chunk in minted.chunks(MAX_BATCH) {
-        let sql = multi_row(super::licenses::INSERT_LICENSE, 11, chunk.len());
+/// Inserts `audits` (`(event, at)`) with multi-row statements: one round
+/// trip for up to [`MAX_BATCH`] rows (10 parameters a row, far under
+/// PostgreSQL's limit).
+async fn insert_audits(conn: &mut PgConnection, audits: &[(&OwnedAuditEvent, i64)]) -> Result<()> {
+    for chunk in audits.chunks(MAX_BATCH) {
+        let sql = multi_row(super::audit::INSERT_EVENT, 10, chunk.len());
         let mut q = sqlx::query(&sql);
-        for m in chunk {
-            q = bind_license!(q, m.license, m.slot);
+        for (event, at) in chunk {
+            let e = event.borrowed();
+            q = bind_event!(q, e, *at);
         }
         q.execute(&mut *conn).await?;
-        // One row per device: a device minting twice in a batch syncs once.
-        let mut seen = HashSet::new();
-        let devices: Vec<&&MintItem> = chunk
-            .iter()
-            .filter(|m| seen.insert((m.license.user_id.as_str(), m.license.device_jkt.as_str())))
-            .collect();
-        let sql = multi_row(super::licenses::UPSERT_DEVICE, 4, devices.len());
-        let mut q = sqlx::query(&sql);
-        for m in devices {
-            q = bind_device!(q, m.license);
-        }
-        q.execute(&mut *conn).await?;
-        audits.extend(chunk.iter().map(|m| (&m.audit, m.license.issued_at)));
     }
-    insert_audits!(conn, audits);
-    Ok(taken)
-}
-
-/// Inserts audit rows `$audits` (`(&OwnedAuditEvent, at)`) on `$conn` with
-/// multi-row statements (10 parameters a row: 2,560 for 256 rows, under
-/// either database's limit).
-macro_rules! insert_audits {
-    ($conn:expr, $audits:expr) => {
-        for chunk in $audits.chunks(MAX_BATCH) {
-            let sql = multi_row(super::audit::INSERT_EVENT, 10, chunk.len());
-            let mut q = sqlx::query(&sql);
-            for (event, at) in chunk {
-                let e = event.borrowed();
-                q = bind_event!(q, e, *at);
-            }
-            q.execute(&mut *$conn).await?;
-        }
-    };
-}
-use insert_audits;
-
-/// On PostgreSQL, a batch's audit rows in one multi-row statement (one round
-/// trip to the server instead of one per row). Returns the items taken.
-async fn bulk_postgres(conn: &mut PgConnection, items: &[&Item]) -> Result<HashSet<usize>> {
-    let mut taken = HashSet::new();
-    let mut audits: Vec<(&OwnedAuditEvent, i64)> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        if let Item::Audit(event, at) = item {
-            taken.insert(i);
-            audits.push((event, *at));
-        }
-    }
-    insert_audits!(conn, audits);
-    Ok(taken)
-}
-
-/// `rows` parenthesised tuples of `width` numbered parameters: `($1, $2), ($3, $4)`.
-fn tuples(width: usize, rows: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let params: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    Ok(())
 }
 
 /// A single-row `INSERT … VALUES (…) …` with parameters `$1` to `$width`,
@@ -566,7 +473,7 @@ impl Store {
             // rolls the transaction back (two round trips fewer than in a batch).
             (Item::Mint(mint), Backend::Postgres(pool)) => {
                 let mut tx = pool.begin().await?;
-                let done = mint_statements!(tx, mint, false);
+                let done = mint_statements!(tx, mint);
                 if done.is_ok() {
                     tx.commit().await?;
                 } else {
@@ -651,21 +558,22 @@ impl Store {
                 Write::Audit(event, at) => Item::Audit(Box::new(OwnedAuditEvent::from(&event)), at),
             })
             .collect();
-        let items: Vec<&Item> = items.iter().collect();
         match self.writer() {
-            Backend::Sqlite(pool) => commit_sqlite(pool, &items).await,
-            Backend::Postgres(pool) => commit_postgres(pool, &items).await,
+            Backend::Sqlite(_) => self.queue.submit_together(items).await,
+            Backend::Postgres(pool) => {
+                let items: Vec<&Item> = items.iter().collect();
+                commit_postgres(pool, &items).await
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{multi_row, tuples};
+    use super::multi_row;
 
     #[test]
     fn a_single_row_insert_becomes_a_multi_row_one() {
-        assert_eq!(tuples(2, 2), "($1, $2), ($3, $4)");
         assert_eq!(
             multi_row(
                 "INSERT INTO t (a, b, c) VALUES ($1, $2, $2, NULL) ON CONFLICT (a) DO NOTHING",

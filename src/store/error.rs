@@ -48,22 +48,27 @@ impl From<sqlx::migrate::MigrateError> for Error {
     }
 }
 
+/// Whether a SQLite failure means the database cannot be used right now
+/// (locked by someone else, read-only, out of space, failing I/O), as opposed
+/// to a problem with one statement's data.
+pub(super) fn unavailable(code: rusqlite::ErrorCode) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        code,
+        ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::ReadOnly
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+    )
+}
+
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode;
         match &err {
             rusqlite::Error::QueryReturnedNoRows => Self::NotFound,
-            rusqlite::Error::SqliteFailure(e, _)
-                if matches!(
-                    e.code,
-                    ErrorCode::DatabaseBusy
-                        | ErrorCode::DatabaseLocked
-                        | ErrorCode::ReadOnly
-                        | ErrorCode::SystemIoFailure
-                        | ErrorCode::DiskFull
-                        | ErrorCode::CannotOpen
-                ) =>
-            {
+            rusqlite::Error::SqliteFailure(e, _) if unavailable(e.code) => {
                 Self::Unavailable(err.to_string())
             }
             _ => Self::Other(anyhow::Error::new(err).context("database")),

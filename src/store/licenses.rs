@@ -74,25 +74,24 @@ impl From<&NewLicense<'_>> for OwnedLicense {
     }
 }
 
-/// The statements of one mint, run in the open transaction (a savepoint) `$tx`
-/// for the [`super::batch::MintItem`] `$m` (`$sqlite`: which database); evaluates to `Result<(), MintError>`.
-/// A precondition of minting (a limit, a check) belongs here: a refusal rolls
-/// back this mint's savepoint only.
+/// The statements of one mint on PostgreSQL, run in the open transaction (or
+/// savepoint) `$tx` for the [`super::batch::MintItem`] `$m`; evaluates to
+/// `Result<(), MintError>`. SQLite's writer runs the same checks in the same
+/// order ([`super::writer`]). A precondition of minting (a limit, a check)
+/// belongs in both: a refusal rolls back this mint alone.
 macro_rules! mint_statements {
-    ($tx:ident, $m:expr, $sqlite:expr) => {{
+    ($tx:ident, $m:expr) => {{
         let m: &$crate::store::batch::MintItem = $m;
         let license = &m.license;
         let (list_id, idx) = m.slot;
         let run = async {
             if let Some(max) = license.device_limit {
-                // Two new devices minting at once must not both fit: on PostgreSQL the
-                // user row is locked first (SQLite's BEGIN IMMEDIATE already serialises).
-                if !$sqlite {
-                    sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
-                        .bind(&license.user_id)
-                        .execute(&mut *$tx)
-                        .await?;
-                }
+                // Two new devices minting at once must not both fit: the user
+                // row is locked first.
+                sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                    .bind(&license.user_id)
+                    .execute(&mut *$tx)
+                    .await?;
                 let known: Option<Option<i64>> =
                     sqlx::query_scalar("SELECT removed_at FROM devices WHERE user_id = $1 AND jkt = $2")
                         .bind(&license.user_id)
@@ -124,7 +123,7 @@ macro_rules! mint_statements {
             }
             // On PostgreSQL the rows are share-locked, so a concurrent revocation
             // waits for this transaction and then sees (and revokes) the new license.
-            let valid: Option<String> = sqlx::query_scalar(&$crate::store::licenses::still_valid_sql($sqlite))
+            let valid: Option<String> = sqlx::query_scalar(&$crate::store::licenses::still_valid_sql(false))
             .bind(&license.login_id)
             .bind(&license.user_id)
             .fetch_optional(&mut *$tx)

@@ -11,6 +11,7 @@ use sqlx::{PgPool, SqlitePool};
 
 mod error;
 mod readers;
+mod writer;
 
 pub mod admin;
 pub mod apikeys;
@@ -216,7 +217,8 @@ impl Store {
                 .await
                 .with_context(|| format!("cannot open the SQLite database {url}"))?;
             Ok(Self {
-                queue: batch::Queue::start(Backend::Sqlite(write.clone())),
+                queue: batch::Queue::start(batch::Target::Sqlite(opts, write.clone()))
+                    .with_context(|| format!("cannot start the database writer for {url}"))?,
                 inner: Pools::Sqlite {
                     read: std::sync::Arc::new(read),
                     write,
@@ -256,7 +258,7 @@ impl Store {
                 })?;
             let hot = (hot > 0).then(|| std::sync::Arc::new(readers::PgHot::new(opts, hot)));
             Ok(Self {
-                queue: batch::Queue::start(Backend::Postgres(pool.clone())),
+                queue: batch::Queue::start(batch::Target::Postgres(pool.clone()))?,
                 inner: Pools::Postgres { pool, hot },
             })
         } else {
@@ -336,6 +338,7 @@ impl Store {
         match &self.inner {
             Pools::Sqlite { read, write, .. } => {
                 read.close().await;
+                self.queue.close().await;
                 // sqlx can miss a connection that is being returned to the pool
                 // while it closes; close until none is left, so that the last
                 // one checkpoints and SQLite removes its -wal and -shm files.
@@ -351,6 +354,7 @@ impl Store {
                 }
             }
             Pools::Postgres { pool, hot } => {
+                self.queue.close().await;
                 if let Some(hot) = hot {
                     hot.close().await;
                 }

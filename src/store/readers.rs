@@ -147,7 +147,7 @@ fn free_slot<G>(
 /// A `rusqlite` connection to the database file of `opts`, with the same
 /// busy timeout as the others (a database locked by someone else answers 503
 /// promptly).
-fn open_file(opts: &SqliteConnectOptions) -> rusqlite::Result<rusqlite::Connection> {
+pub(super) fn open_file(opts: &SqliteConnectOptions) -> rusqlite::Result<rusqlite::Connection> {
     use rusqlite::OpenFlags;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -368,25 +368,14 @@ pub(crate) fn is_lost(err: &sqlx::Error) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     /// The hot reads bind their values by position; SQLite numbers named
     /// parameters like `$1` in order of first appearance, so each `$k` must
     /// be the k-th.
     #[test]
     fn the_hot_reads_parameters_are_numbered_in_order() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-            .collect();
-        files.sort();
-        assert!(!files.is_empty());
-        for file in files {
-            conn.execute_batch(&std::fs::read_to_string(&file).unwrap())
-                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        }
+        migrate(&conn);
         for sql in [
             super::super::sessions::LOAD,
             super::super::licenses::LICENSE_IN_FORCE,
@@ -403,6 +392,22 @@ mod tests {
                     "{sql}"
                 );
             }
+        }
+    }
+
+    /// Applies the SQLite migrations to `conn`.
+    pub(in crate::store) fn migrate(conn: &rusqlite::Connection) {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty());
+        for file in files {
+            conn.execute_batch(&std::fs::read_to_string(&file).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         }
     }
 }
