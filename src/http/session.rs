@@ -178,7 +178,8 @@ pub fn signed_in_data(
     client: &ClientInfo,
     now: i64,
 ) -> (String, serde_json::Map<String, Value>) {
-    let login_id = new_id();
+    // Time-ordered, like license ids: new sign-ins append to the login index.
+    let login_id = uuid::Uuid::now_v7().simple().to_string();
     let mut data = serde_json::Map::new();
     data.insert(USER_ID.into(), user_id.into());
     data.insert(LOGIN_ID.into(), login_id.clone().into());

@@ -148,8 +148,11 @@ impl Store {
             sqlx::query("UPDATE credentials SET revoked_at = $2, revoked_reason = $3 WHERE id = $1")
                 .bind(id).bind(now).bind(reason).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM sessions WHERE credential_id = $1").bind(id).execute(&mut *tx).await?;
-            sqlx::query("UPDATE licenses SET revoked_at = $2, revoked_reason = $3 WHERE credential_id = $1 AND revoked_at IS NULL")
-                .bind(id).bind(now).bind(reason).execute(&mut *tx).await?;
+            // Found through the owner's licenses (`licenses_user`): the
+            // passkey's column has no index of its own, which every mint would pay for.
+            sqlx::query("UPDATE licenses SET revoked_at = $2, revoked_reason = $3 \
+                         WHERE user_id = $4 AND credential_id = $1 AND revoked_at IS NULL")
+                .bind(id).bind(now).bind(reason).bind(&owner).execute(&mut *tx).await?;
             sqlx::query(BUMP_LISTS).execute(&mut *tx).await?;
             let event = AuditEvent { target_user_id: Some(&owner), ..audit.clone() };
             insert_event!(event, now).execute(&mut *tx).await?;

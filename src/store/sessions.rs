@@ -377,7 +377,7 @@ impl Store {
             at: s.at,
         };
         Ok(
-            match self.queue.submit(Item::SignIn(Box::new(item))).await? {
+            match self.submit_write(Item::SignIn(Box::new(item))).await? {
                 Outcome::Done => SignInOutcome::Done,
                 Outcome::CounterRegressed => SignInOutcome::CounterRegressed,
                 Outcome::PasskeyGone => SignInOutcome::PasskeyGone,
