@@ -1,7 +1,7 @@
 //! API keys for machines: only a hash of each secret is kept.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, read, spend_confirmation, transaction, Result, Store};
+use super::{on_writer, read, spend_confirmation, transaction, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiKeyRow {
@@ -90,7 +90,7 @@ impl Store {
                 .is_none_or(|t| now - t >= LAST_USE_PRECISION)
             {
                 let touch = "UPDATE api_keys SET last_used_at = $2 WHERE id = $1";
-                dispatch!(self.writer(), p => sqlx::query(touch).bind(&key.id).bind(now)
+                on_writer!(self, p => sqlx::query(touch).bind(&key.id).bind(now)
                     .execute(p).await.map(|r| r.rows_affected()))?;
             }
         }

@@ -1,6 +1,6 @@
 //! The append-only audit log of security events and admin actions.
 
-use super::{dispatch, read, Result, Store};
+use super::{on_writer, read, Result, Store};
 
 /// Declares the audit events once: the enum, its stored names and its schema.
 macro_rules! events {
@@ -234,7 +234,7 @@ impl Store {
     /// Sets how long rows are kept (at least 30 days; the database refuses less).
     pub async fn set_audit_retention(&self, secs: i64) -> Result<()> {
         let sql = "UPDATE audit_policy SET retention_secs = $1 WHERE id = 1";
-        dispatch!(self.writer(), p => sqlx::query(sql).bind(secs).execute(p).await.map(|r| r.rows_affected()))?;
+        on_writer!(self, p => sqlx::query(sql).bind(secs).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -248,7 +248,7 @@ impl Store {
             super::PRUNE_BATCH
         );
         super::prune_in_batches(|| async {
-            Ok(dispatch!(self.writer(), p => sqlx::query(&sql).bind(now).execute(p).await.map(|r| r.rows_affected()))?)
+            Ok(on_writer!(self, p => sqlx::query(&sql).bind(now).execute(p).await.map(|r| r.rows_affected()))?)
         })
         .await
     }

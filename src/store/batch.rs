@@ -15,7 +15,10 @@
 //! ([`super::writer`]); PostgreSQL's in a task on the pool, below.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::bind_event;
@@ -23,8 +26,6 @@ use super::audit::AuditEvent;
 use super::audit::OwnedAuditEvent;
 use super::licenses::{mint_statements, shift_params, MintError, NewLicense, OwnedLicense};
 use super::{Backend, Error, Result, Store};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{PgConnection, PgPool, SqlitePool};
 
 /// Most items committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -125,9 +126,8 @@ impl std::fmt::Debug for Queue {
 /// Where a writer commits its batches.
 pub(crate) enum Target {
     /// The database file of these options, on a connection of the writer's
-    /// own; the write pool's one connection is held during each batch, so
-    /// the pool's transactions and the batches take turns.
-    Sqlite(SqliteConnectOptions, SqlitePool),
+    /// own, taking the write turn ([`Store::write_turn`]) for each batch.
+    Sqlite(SqliteConnectOptions, Arc<tokio::sync::Mutex<()>>),
     Postgres(PgPool),
 }
 
@@ -135,7 +135,7 @@ pub(crate) enum Target {
 enum Writer {
     Sqlite {
         conn: Option<rusqlite::Connection>,
-        turn: SqlitePool,
+        turn: Arc<tokio::sync::Mutex<()>>,
     },
     Postgres(PgPool),
 }
@@ -208,8 +208,8 @@ impl Writer {
         let outcome = match self {
             Self::Sqlite { conn, turn } => match conn {
                 Some(conn) => {
-                    // The pool's transactions wait while the batch is open.
-                    let _turn = turn.acquire().await?;
+                    // The pool's writes wait while the batch is open.
+                    let _turn = turn.lock().await;
                     super::writer::commit(conn, items)
                 }
                 None => Err(stopped()),

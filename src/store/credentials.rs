@@ -4,7 +4,7 @@ use super::audit::{insert_event, AuditEvent};
 use super::users::User;
 use rusqlite::OptionalExtension;
 
-use super::{dispatch, hot_read, is_unique_violation, read, transaction, Error, Result, Store};
+use super::{hot_read, is_unique_violation, on_writer, read, transaction, Error, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Credential {
@@ -280,7 +280,7 @@ impl Store {
         now: i64,
     ) -> Result<UseOutcome> {
         let counter = i64::from(counter);
-        let updated = dispatch!(self.writer(), p => sqlx::query(RECORD_USE)
+        let updated = on_writer!(self, p => sqlx::query(RECORD_USE)
             .bind(id).bind(counter).bind(passkey).bind(backup_state).bind(now)
             .execute(p).await.map(|r| r.rows_affected()))?;
         if updated == 1 {
@@ -295,7 +295,7 @@ impl Store {
 
     pub async fn rename_credential(&self, user_id: &str, id: &str, name: &str) -> Result<bool> {
         let sql = "UPDATE credentials SET name = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
-        let done = dispatch!(self.writer(), p => sqlx::query(sql).bind(id).bind(user_id).bind(name)
+        let done = on_writer!(self, p => sqlx::query(sql).bind(id).bind(user_id).bind(name)
             .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }

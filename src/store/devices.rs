@@ -2,7 +2,7 @@
 
 use super::audit::{insert_event, AuditEvent};
 use super::revocations::BUMP_LISTS;
-use super::{dispatch, read, spend_confirmation, transaction, Result, Store};
+use super::{on_writer, read, spend_confirmation, transaction, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeviceRow {
@@ -38,7 +38,7 @@ impl Store {
     pub async fn rename_device(&self, user_id: &str, jkt: &str, name: &str) -> Result<bool> {
         let sql =
             "UPDATE devices SET name = $3 WHERE user_id = $1 AND jkt = $2 AND removed_at IS NULL";
-        let done = dispatch!(self.writer(), p => sqlx::query(sql).bind(user_id).bind(jkt).bind(name)
+        let done = on_writer!(self, p => sqlx::query(sql).bind(user_id).bind(jkt).bind(name)
             .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }

@@ -2,7 +2,7 @@
 
 use super::audit::{AuditEvent, OwnedAuditEvent};
 use super::batch::{Item, Outcome};
-use super::{dispatch, hot_read, is_unique_violation, read, Error, Result, Store};
+use super::{hot_read, is_unique_violation, on_writer, read, Error, Result, Store};
 
 /// Entries per status list; a new list starts when one is full.
 pub const LIST_CAPACITY: i64 = 1 << 20;
@@ -271,12 +271,13 @@ impl Store {
                     RETURNING id, CAST(0 AS BIGINT)";
         let mut attempts = 0;
         loop {
-            let taken: Option<(i64, i64)> = dispatch!(self.writer(), p => sqlx::query_as(take).bind(size).fetch_optional(p).await)?;
+            let taken: Option<(i64, i64)> =
+                on_writer!(self, p => sqlx::query_as(take).bind(size).fetch_optional(p).await)?;
             if let Some((list, first)) = taken {
                 return Ok((list, first, first + size));
             }
             // The current list is full (or there is none): open the next one.
-            let opened: Result<(i64, i64), sqlx::Error> = dispatch!(self.writer(), p => sqlx::query_as(open)
+            let opened: Result<(i64, i64), sqlx::Error> = on_writer!(self, p => sqlx::query_as(open)
                 .bind(size).bind(LIST_CAPACITY).bind(now).fetch_one(p).await);
             match opened {
                 Ok((list, first)) => return Ok((list, first, first + size)),

@@ -33,20 +33,25 @@ pub mod webhooks;
 
 pub use error::{Error, Result};
 
-/// Runs `$body` with `$p` bound to the concrete pool (or transaction) of either backend.
+/// Runs the write `$body` with `$p` bound to the writing pool of `$store`.
 /// The body is compiled once per backend, so the same SQL text serves both.
-macro_rules! dispatch {
-    ($db:expr, $p:ident => $body:expr) => {{
+/// On SQLite it first waits for its turn with the group-commit writer
+/// ([`Store::write_turn`]).
+macro_rules! on_writer {
+    ($store:expr, $p:ident => $body:expr) => {{
         let started = std::time::Instant::now();
-        let out = match $db {
-            $crate::store::Backend::Sqlite($p) => $body,
+        let out = match $store.writer() {
+            $crate::store::Backend::Sqlite($p) => {
+                let _turn = $store.write_turn().await;
+                $body
+            }
             $crate::store::Backend::Postgres($p) => $body,
         };
         $crate::metrics::database("query", started.elapsed());
         out
     }};
 }
-pub(crate) use dispatch;
+pub(crate) use on_writer;
 
 /// Runs the read `$body` with `$p` bound to a reading connection of `$store`:
 /// on SQLite one of its own [`readers::Readers`], on PostgreSQL the pool.
@@ -134,6 +139,7 @@ macro_rules! transaction {
         let started = std::time::Instant::now();
         let out = match $store.writer() {
             $crate::store::Backend::Sqlite(pool) => {
+                let _turn = $store.write_turn().await;
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let out = $body;
                 $tx.commit().await?;
@@ -174,6 +180,8 @@ enum Pools {
     Sqlite {
         read: std::sync::Arc<readers::Readers>,
         write: SqlitePool,
+        /// Whose turn it is to write (see [`Store::write_turn`]).
+        turn: std::sync::Arc<tokio::sync::Mutex<()>>,
         /// A shared lock on the database's directory while open: `latchkey
         /// restore` takes it exclusively, so it never replaces a database in use.
         _in_use: Option<std::sync::Arc<std::fs::File>>,
@@ -216,12 +224,14 @@ impl Store {
             let read = readers::Readers::open(&opts, max_connections.clamp(1, 8), write.clone())
                 .await
                 .with_context(|| format!("cannot open the SQLite database {url}"))?;
+            let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
             Ok(Self {
-                queue: batch::Queue::start(batch::Target::Sqlite(opts, write.clone()))
+                queue: batch::Queue::start(batch::Target::Sqlite(opts, turn.clone()))
                     .with_context(|| format!("cannot start the database writer for {url}"))?,
                 inner: Pools::Sqlite {
                     read: std::sync::Arc::new(read),
                     write,
+                    turn,
                     _in_use: in_use,
                 },
             })
@@ -303,11 +313,27 @@ impl Store {
         }
     }
 
+    /// On SQLite, the turn to write. The group-commit writer's own connection
+    /// and the write pool's write to the same file: the writer holds the turn
+    /// during each batch and the pool's writes during theirs, so they
+    /// alternate in the order they asked (the lock is fair) instead of racing
+    /// for SQLite's lock. Not reentrant: a write must not queue for the group
+    /// commit while it holds the turn. `None` on PostgreSQL.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.inner {
+            Pools::Sqlite { turn, .. } => Some(turn.lock().await),
+            Pools::Postgres { .. } => None,
+        }
+    }
+
     /// Whether the database can take writes now, for `/readyz`: PostgreSQL
     /// answers a query; SQLite grants (and releases) the write lock.
     pub async fn ping(&self) -> Result<()> {
         match self.writer() {
-            Backend::Sqlite(pool) => pool.begin_with("BEGIN IMMEDIATE").await?.rollback().await?,
+            Backend::Sqlite(pool) => {
+                let _turn = self.write_turn().await;
+                pool.begin_with("BEGIN IMMEDIATE").await?.rollback().await?
+            }
             Backend::Postgres(pool) => {
                 sqlx::query("SELECT 1").execute(pool).await?;
             }
@@ -328,7 +354,7 @@ impl Store {
             // Wrong recovery codes count for 15 minutes (`passkey::recovery::WINDOW_SECS`).
             "DELETE FROM recovery_failures WHERE at <= $1 - 900",
         ] {
-            let done = dispatch!(self.writer(), p => sqlx::query(sql).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+            let done = on_writer!(self, p => sqlx::query(sql).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
             deleted += done;
         }
         Ok(deleted)

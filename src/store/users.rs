@@ -1,7 +1,7 @@
 //! Users and their roles.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, hot_read, is_unique_violation, read, transaction, Result, Store};
+use super::{hot_read, is_unique_violation, on_writer, read, transaction, Result, Store};
 
 /// What a user may do.
 #[derive(
@@ -147,7 +147,7 @@ impl Store {
         let sql = "UPDATE users SET username_key = $2, username_skeleton = $3 WHERE id = $1 \
                    AND NOT EXISTS (SELECT 1 FROM users o WHERE o.id <> $1 \
                    AND (o.username_key = $2 OR o.username_skeleton = $3))";
-        let n = dispatch!(self.writer(), p => sqlx::query(sql).bind(id).bind(key).bind(skeleton)
+        let n = on_writer!(self, p => sqlx::query(sql).bind(id).bind(key).bind(skeleton)
             .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }
@@ -156,7 +156,7 @@ impl Store {
     pub async fn require_unique_skeletons(&self) -> Result<()> {
         let sql =
             "CREATE UNIQUE INDEX IF NOT EXISTS users_username_skeleton ON users(username_skeleton)";
-        dispatch!(self.writer(), p => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()))?;
+        on_writer!(self, p => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 }

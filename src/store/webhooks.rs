@@ -5,7 +5,7 @@
 //! and its messages go out one by one, in order.
 
 use super::audit::{insert_event, AuditEvent};
-use super::{dispatch, read, transaction, Result, Store};
+use super::{on_writer, read, transaction, Result, Store};
 
 /// A message waiting for (or done with) delivery.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -82,14 +82,14 @@ impl Store {
         let sql = "UPDATE webhook_endpoints SET lease_owner = $2, lease_until = $4 \
                    WHERE id = $1 AND active AND disabled_at IS NULL \
                    AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < $3)";
-        let n = dispatch!(self.writer(), p => sqlx::query(sql).bind(endpoint).bind(owner).bind(now_ms).bind(until_ms)
+        let n = on_writer!(self, p => sqlx::query(sql).bind(endpoint).bind(owner).bind(now_ms).bind(until_ms)
             .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }
 
     pub async fn release_webhook_endpoint(&self, endpoint: &str, owner: &str) -> Result<()> {
         let sql = "UPDATE webhook_endpoints SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2";
-        dispatch!(self.writer(), p => sqlx::query(sql).bind(endpoint).bind(owner).execute(p).await.map(|r| r.rows_affected()))?;
+        on_writer!(self, p => sqlx::query(sql).bind(endpoint).bind(owner).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -111,7 +111,7 @@ impl Store {
             super::PRUNE_BATCH
         );
         super::prune_in_batches(|| async {
-            Ok(dispatch!(self.writer(), p => sqlx::query(&sql).bind(before).execute(p).await.map(|r| r.rows_affected()))?)
+            Ok(on_writer!(self, p => sqlx::query(&sql).bind(before).execute(p).await.map(|r| r.rows_affected()))?)
         })
         .await
     }
@@ -128,7 +128,7 @@ impl Store {
             Attempt::Delivered { status, at } => {
                 let sql = format!("UPDATE webhook_outbox SET status = 'delivered', attempts = attempts + 1, last_status = $3, \
                                    last_error = NULL, delivered_at = $4 WHERE id = $1 AND status = 'pending' AND {held}");
-                dispatch!(self.writer(), p => sqlx::query(&sql).bind(id).bind(owner).bind(status).bind(at)
+                on_writer!(self, p => sqlx::query(&sql).bind(id).bind(owner).bind(status).bind(at)
                     .execute(p).await.map(|r| r.rows_affected()))?
             }
             Attempt::Failed {
@@ -140,7 +140,7 @@ impl Store {
                                    status = CASE WHEN $5 IS NULL THEN 'failed' ELSE 'pending' END, \
                                    next_attempt_at = COALESCE($5, next_attempt_at) \
                                    WHERE id = $1 AND status = 'pending' AND {held}");
-                dispatch!(self.writer(), p => sqlx::query(&sql).bind(id).bind(owner).bind(status).bind(error).bind(retry_at)
+                on_writer!(self, p => sqlx::query(&sql).bind(id).bind(owner).bind(status).bind(error).bind(retry_at)
                     .execute(p).await.map(|r| r.rows_affected()))?
             }
         };

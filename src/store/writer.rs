@@ -10,9 +10,9 @@
 //! refused item rolls back alone, the same way for every kind of item.
 //!
 //! Transactions on the sqlx write pool (registrations, admin changes, pruning)
-//! write to the same file. The writer holds that pool's one connection while a
-//! batch is open ([`super::batch`]), so the two take turns in the order they
-//! asked instead of racing for SQLite's lock.
+//! write to the same file. The writer holds the write turn
+//! ([`super::Store::write_turn`]) while a batch is open, so the two take
+//! turns in the order they asked instead of racing for SQLite's lock.
 
 use std::sync::LazyLock;
 

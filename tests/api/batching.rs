@@ -231,3 +231,51 @@ fn premium_proof(app: &TestApp, device: &DeviceKey, license: &str) -> String {
         None,
     )
 }
+
+on_both_databases! {
+    async fn writes_outside_the_group_commit_are_not_starved_by_a_stream_of_batches(app) {
+        app.register("busy").await;
+        let minter = Minter::signed_in(&app, "busy").await;
+        let store = app.state.store.clone();
+        // Eight tasks keep the group-commit writer busy, batch after batch.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flood: Vec<_> = (0..8)
+            .map(|t| {
+                let (store, stop) = (store.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        assert!(store.use_dpop_proof(&format!("flood-{t}-{n}"), now() + 600).await.unwrap());
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        // Meanwhile, writes through the pool (a status-list block, a passkey
+        // rename) each get their turn and succeed. The bound only turns a
+        // writer that never gives the turn back into a failure, not a hang.
+        let turn = std::time::Duration::from_secs(10);
+        for i in 0..20 {
+            tokio::time::timeout(turn, store.reserve_status_block(16, now()))
+                .await
+                .expect("a pool write gets its turn")
+                .expect("a pool write succeeds");
+            let renamed = tokio::time::timeout(
+                turn,
+                store.rename_credential(&minter.user_id, &minter.credential_id, &format!("key {i}")),
+            )
+            .await
+            .expect("a pool write gets its turn")
+            .expect("a pool write succeeds");
+            assert!(renamed);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut flooded = 0;
+        for task in flood {
+            flooded += task.await.unwrap();
+        }
+        assert!(flooded > 0);
+        assert_eq!(count_where(&app, "dpop_proofs", "id LIKE 'flood-%'").await, i64::try_from(flooded).unwrap());
+    }
+}
