@@ -321,7 +321,7 @@ pub(super) fn first_uses<'a>(items: &[&'a Item]) -> (Vec<(usize, &'a str, i64)>,
 }
 
 /// How a mint's statements ended, as the item's outcome.
-fn mint_outcome(done: std::result::Result<(), MintError>) -> Result<Outcome> {
+pub(super) fn mint_outcome(done: std::result::Result<(), MintError>) -> Result<Outcome> {
     match done {
         Ok(()) => Ok(Outcome::Done),
         Err(MintError::Replay) => Ok(Outcome::Replay),
@@ -469,18 +469,8 @@ impl Store {
     /// serialise them behind each batch's commit round trip.
     pub(crate) async fn submit_write(&self, item: Item) -> Result<Outcome> {
         match (&item, self.writer()) {
-            // Alone in its transaction, a mint needs no savepoint: a refused one
-            // rolls the transaction back (two round trips fewer than in a batch).
-            (Item::Mint(mint), Backend::Postgres(pool)) => {
-                let mut tx = pool.begin().await?;
-                let done = mint_statements!(tx, mint);
-                if done.is_ok() {
-                    tx.commit().await?;
-                } else {
-                    tx.rollback().await?;
-                }
-                mint_outcome(done)
-            }
+            // Alone in its transaction, a mint is one statement (see `mint_alone`).
+            (Item::Mint(mint), Backend::Postgres(pool)) => self.mint_alone(pool, mint).await,
             // A sign-in alone is its own transaction: no savepoint needed.
             (Item::SignIn(sign_in), Backend::Postgres(pool)) => {
                 let mut tx = pool.begin().await?;

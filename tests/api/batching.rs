@@ -279,3 +279,60 @@ on_both_databases! {
         assert_eq!(count_where(&app, "dpop_proofs", "id LIKE 'flood-%'").await, i64::try_from(flooded).unwrap());
     }
 }
+
+/// Mints through `Store::mint_license`, alone (on PostgreSQL one statement on
+/// the pool, on SQLite a batch of its own): `Ok` or the refusal.
+async fn mint_alone(
+    app: &TestApp,
+    proof_id: &str,
+    jti: &str,
+    idx: i64,
+    who: (&str, &str, &str, &str),
+) -> Result<(), latchkey::store::licenses::MintError> {
+    let Write::Mint {
+        proof_id,
+        proof_expires_at,
+        slot,
+        license,
+        audit,
+    } = mint(proof_id, jti, idx, who)
+    else {
+        unreachable!("mint() makes a mint");
+    };
+    app.state
+        .store
+        .mint_license(proof_id, proof_expires_at, slot, license, &audit)
+        .await
+}
+
+on_both_databases! {
+    async fn a_mint_alone_commits_or_is_refused_as_a_replay_or_a_revocation_and_a_refusal_writes_nothing(app) {
+        use latchkey::store::licenses::MintError;
+        app.register("alone").await;
+        let minter = Minter::signed_in(&app, "alone").await;
+        let (who, ended) = (minter.now(), minter.ended());
+        let store = &app.state.store;
+        assert!(store.use_dpop_proof("alone-spent", now() + 600).await.unwrap());
+
+        mint_alone(&app, "alone-ok", "jti-alone-ok", 3_000_001, who).await.expect("a mint that stands commits");
+        let replayed = mint_alone(&app, "alone-ok", "jti-alone-again", 3_000_002, who).await;
+        assert!(matches!(replayed, Err(MintError::Replay)), "{replayed:?}");
+        let revoked = mint_alone(&app, "alone-ended", "jti-alone-ended", 3_000_003, ended).await;
+        assert!(matches!(revoked, Err(MintError::Revoked)), "{revoked:?}");
+        // Spent before and from an ended sign-in: told it is a replay, as in a batch.
+        let both = mint_alone(&app, "alone-spent", "jti-alone-both", 3_000_004, ended).await;
+        assert!(matches!(both, Err(MintError::Replay)), "{both:?}");
+
+        assert_eq!(count_where(&app, "licenses", "jti = 'jti-alone-ok'").await, 1);
+        assert_eq!(count_where(&app, "licenses", "jti IN ('jti-alone-again', 'jti-alone-ended', 'jti-alone-both')").await, 0);
+        assert_eq!(count_where(&app, "audit_log", "target = 'jti-alone-ok'").await, 1);
+        assert_eq!(count_where(&app, "audit_log", "target IN ('jti-alone-again', 'jti-alone-ended', 'jti-alone-both')").await, 0);
+        // A refused mint does not spend its proof: the sign-in that ended spent nothing.
+        assert_eq!(count_where(&app, "dpop_proofs", "id = 'alone-ended'").await, 0);
+        assert_eq!(
+            count_where(&app, "devices", &format!("user_id = '{}' AND jkt = 'jkt'", minter.user_id)).await,
+            1,
+            "the device of the one license minted"
+        );
+    }
+}
