@@ -127,7 +127,7 @@ impl std::fmt::Debug for Queue {
 pub(crate) enum Target {
     /// The database file of these options, on a connection of the writer's
     /// own, taking the write turn ([`Store::write_turn`]) for each batch.
-    Sqlite(SqliteConnectOptions, Arc<tokio::sync::Mutex<()>>),
+    Sqlite(Box<SqliteConnectOptions>, Arc<tokio::sync::Mutex<()>>),
     Postgres(PgPool),
 }
 

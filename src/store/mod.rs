@@ -226,7 +226,7 @@ impl Store {
                 .with_context(|| format!("cannot open the SQLite database {url}"))?;
             let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
             Ok(Self {
-                queue: batch::Queue::start(batch::Target::Sqlite(opts, turn.clone()))
+                queue: batch::Queue::start(batch::Target::Sqlite(Box::new(opts), turn.clone()))
                     .with_context(|| format!("cannot start the database writer for {url}"))?,
                 inner: Pools::Sqlite {
                     read: std::sync::Arc::new(read),
