@@ -465,6 +465,10 @@ function time(value, { missing = '—', format = dateTime } = {}) {
 
 const dayDate = (day) => new Date(`${day}T00:00:00Z`);
 const short = (text, n = 8) => (text ? String(text).slice(0, n) : '');
+// License ids are UUIDv7: their first digits are the time they were minted,
+// shared by every license of that minute, so a license is named by its last
+// (random) digits.
+const idTag = (id, n = 8) => (/^[0-9a-f]{32}$/.test(id ?? '') ? id.slice(-n) : short(id, n));
 const plural = (n, one, many) => `${number.format(n)} ${n === 1 ? one : many}`;
 const nameOf = (id) => (id ? state.names.get(id) ?? short(id) : '—');
 
@@ -770,7 +774,7 @@ function renderLicenses(user, licenses) {
   ui.licensesTable.hidden = licenses.length === 0;
   ui.licenseRows.replaceChildren(
     ...licenses.map((license) => {
-      const id = short(license.jti);
+      const id = idTag(license.jti);
       let action = cell('');
       if (license.status === 'active') {
         const button = h('button', {
@@ -976,7 +980,7 @@ function auditRow(event) {
     cell(h('code', { textContent: event.event })),
     cell(event.actor_key_id ? `key ${event.actor_key_name ?? short(event.actor_key_id, 12)}` : nameOf(event.actor_user_id)),
     cell(nameOf(event.target_user_id)),
-    cell(event.target ? h('code', { textContent: short(event.target, 12), title: event.target }) : '—'),
+    cell(event.target ? h('code', { textContent: idTag(event.target, 12), title: event.target }) : '—'),
     h('td', { textContent: event.client_addr ?? '—', title: from.join('\n') }),
     h('td', { className: 'detail-text', textContent: typeof event.detail === 'string' ? event.detail : event.detail ? JSON.stringify(event.detail) : '' }),
   );

@@ -181,7 +181,7 @@ h.suite('admin page', QUIET, (s) => {
       const passkeys = root.page.getByRole('list', { name: 'Passkeys' });
       const item = passkeys.getByRole('listitem');
       await item.getByText('Active', { exact: true }).waitFor();
-      const licenseRow = root.page.getByRole('row').filter({ hasText: claims.jti.slice(0, 8) });
+      const licenseRow = root.page.getByRole('row').filter({ hasText: claims.jti.slice(-8) });
       await licenseRow.getByText('active', { exact: true }).waitFor();
 
       const revocations = [];
@@ -333,7 +333,7 @@ h.suite('admin page', QUIET, (s) => {
       await openUser(page, 'lee');
       const confirmIn = (name) => page.getByRole('dialog', { name }).getByRole('button', { name: 'Confirm', exact: true }).click();
 
-      const id = claims.jti.slice(0, 8);
+      const id = claims.jti.slice(-8);
       await page.getByRole('button', { name: `Revoke license ${id}`, exact: true }).click();
       await confirmIn(`Revoke license ${id}?`);
       await page.getByRole('row').filter({ hasText: id }).getByText('revoked', { exact: true }).waitFor({ timeout: 15_000 });
@@ -494,9 +494,9 @@ h.suite('admin page', QUIET, (s) => {
           .map(({ name, box }) => `${name} ${Math.round(box.left)}..${Math.round(box.right)}`),
       );
       assert.deepEqual(offscreen, []);
-      const revoke = page.getByRole('button', { name: `Revoke license ${claims.jti.slice(0, 8)}`, exact: true });
+      const revoke = page.getByRole('button', { name: `Revoke license ${claims.jti.slice(-8)}`, exact: true });
       await revoke.click();
-      await page.getByRole('dialog', { name: `Revoke license ${claims.jti.slice(0, 8)}?` }).getByRole('button', { name: 'Confirm', exact: true }).click();
+      await page.getByRole('dialog', { name: `Revoke license ${claims.jti.slice(-8)}?` }).getByRole('button', { name: 'Confirm', exact: true }).click();
       await licenseCard.getByText('revoked', { exact: true }).waitFor({ timeout: 15_000 });
 
       const chart = page.getByRole('img', { name: 'Sign-ins, licenses minted and revocations per day' });
