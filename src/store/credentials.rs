@@ -311,6 +311,9 @@ pub(crate) const RECORD_USE: &str =
      AND ($2 > counter OR ($2 = 0 AND counter = 0)) \
      AND EXISTS (SELECT 1 FROM users u WHERE u.id = credentials.user_id AND u.disabled_at IS NULL)";
 
+/// A passkey's `(revoked_at, counter)` as stored, for [`refused_use`].
+pub(crate) const STORED_USE: &str = "SELECT revoked_at, counter FROM credentials WHERE id = $1";
+
 /// Why [`RECORD_USE`] changed nothing, from the passkey as stored now
 /// (`(revoked_at, counter)`, `None` if it is gone).
 pub(crate) fn refused_use(counter: i64, stored: Option<(Option<i64>, i64)>) -> UseOutcome {

@@ -93,14 +93,14 @@ macro_rules! mint_statements {
                     .execute(&mut *$tx)
                     .await?;
                 let known: Option<Option<i64>> =
-                    sqlx::query_scalar("SELECT removed_at FROM devices WHERE user_id = $1 AND jkt = $2")
+                    sqlx::query_scalar($crate::store::licenses::DEVICE_REMOVED_AT)
                         .bind(&license.user_id)
                         .bind(&license.device_jkt)
                         .fetch_optional(&mut *$tx)
                         .await?;
                 if !matches!(known, Some(None)) {
                     let active: Vec<(String, String, i64)> = sqlx::query_as(
-                        "SELECT jkt, name, last_sync FROM devices WHERE user_id = $1 AND removed_at IS NULL ORDER BY first_seen, jkt",
+                        $crate::store::licenses::ACTIVE_DEVICES,
                     )
                     .bind(&license.user_id)
                     .fetch_all(&mut *$tx)
@@ -151,6 +151,14 @@ macro_rules! mint_statements {
     }};
 }
 pub(crate) use mint_statements;
+
+/// A mint's device, if known: when it was removed (`NULL`: active).
+pub(crate) const DEVICE_REMOVED_AT: &str =
+    "SELECT removed_at FROM devices WHERE user_id = $1 AND jkt = $2";
+
+/// A user's active devices `(jkt, name, last_sync)`, oldest first (the device limit's check).
+pub(crate) const ACTIVE_DEVICES: &str =
+    "SELECT jkt, name, last_sync FROM devices WHERE user_id = $1 AND removed_at IS NULL ORDER BY first_seen, jkt";
 
 /// Binds a license's eleven values, in [`INSERT_LICENSE`]'s order.
 macro_rules! bind_license {

@@ -247,6 +247,12 @@ pub(crate) const ROTATE_INTO_SIGN_IN: &str =
      AND EXISTS (SELECT 1 FROM credentials c JOIN users u ON u.id = c.user_id \
                  WHERE c.id = $5 AND c.user_id = $3 AND c.revoked_at IS NULL AND u.disabled_at IS NULL)";
 
+/// The passkey `$1` of user `$2`, if it is active and its user enabled: after a
+/// refused rotation, whether the ceremony or the passkey is what went.
+pub(crate) const PASSKEY_ACTIVE: &str =
+    "SELECT c.id FROM credentials c JOIN users u ON u.id = c.user_id \
+     WHERE c.id = $1 AND c.user_id = $2 AND c.revoked_at IS NULL AND u.disabled_at IS NULL";
+
 /// Runs a sign-in's statements (`$s`: a [`SignInItem`]) on `$tx`, under a
 /// savepoint the caller rolls back when it is refused: the session rotation,
 /// the passkey's use when it changed, and the audit row. Evaluates to
@@ -272,14 +278,12 @@ macro_rules! sign_in_statements {
                 .await?
                 .rows_affected();
             if rotated == 0 {
-                let active: Option<String> = sqlx::query_scalar(
-                    "SELECT c.id FROM credentials c JOIN users u ON u.id = c.user_id \
-                     WHERE c.id = $1 AND c.user_id = $2 AND c.revoked_at IS NULL AND u.disabled_at IS NULL",
-                )
-                .bind(&s.credential_id)
-                .bind(&s.user_id)
-                .fetch_optional(&mut *$tx)
-                .await?;
+                let active: Option<String> =
+                    sqlx::query_scalar($crate::store::sessions::PASSKEY_ACTIVE)
+                        .bind(&s.credential_id)
+                        .bind(&s.user_id)
+                        .fetch_optional(&mut *$tx)
+                        .await?;
                 return Ok(if active.is_some() {
                     $crate::store::batch::Outcome::CeremonyGone
                 } else {
@@ -299,16 +303,18 @@ macro_rules! sign_in_statements {
                     .rows_affected();
                 if recorded == 0 {
                     let stored: Option<(Option<i64>, i64)> =
-                        sqlx::query_as("SELECT revoked_at, counter FROM credentials WHERE id = $1")
+                        sqlx::query_as($crate::store::credentials::STORED_USE)
                             .bind(&s.credential_id)
                             .fetch_optional(&mut *$tx)
                             .await?;
-                    return Ok(match $crate::store::credentials::refused_use(counter, stored) {
-                        $crate::store::credentials::UseOutcome::CounterRegressed => {
-                            $crate::store::batch::Outcome::CounterRegressed
-                        }
-                        _ => $crate::store::batch::Outcome::PasskeyGone,
-                    });
+                    return Ok(
+                        match $crate::store::credentials::refused_use(counter, stored) {
+                            $crate::store::credentials::UseOutcome::CounterRegressed => {
+                                $crate::store::batch::Outcome::CounterRegressed
+                            }
+                            _ => $crate::store::batch::Outcome::PasskeyGone,
+                        },
+                    );
                 }
             }
             let e = s.audit.borrowed();

@@ -130,16 +130,13 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// Spends a DPoP proof id: false when it was spent before (a replay).
 fn spend_proof(conn: &Connection, id: &str, expires_at: i64) -> rusqlite::Result<bool> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-    )?;
-    bind(&mut stmt, &[text(id), int(expires_at)])?;
-    Ok(stmt.raw_execute()? == 1)
+    let sql =
+        "INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
+    Ok(execute(conn, sql, &[text(id), int(expires_at)])? == 1)
 }
 
 /// An [`Item::Exec`] statement: the rows it changed.
 fn exec(conn: &Connection, sql: &str, args: &[Arg]) -> rusqlite::Result<Outcome> {
-    let mut stmt = conn.prepare_cached(sql)?;
     let values: Vec<ToSqlOutput<'_>> = args
         .iter()
         .map(|arg| match arg {
@@ -147,8 +144,7 @@ fn exec(conn: &Connection, sql: &str, args: &[Arg]) -> rusqlite::Result<Outcome>
             Arg::Int(v) => v.map_or(NULL, int),
         })
         .collect();
-    bind(&mut stmt, &values)?;
-    Ok(Outcome::Rows(stmt.raw_execute()? as u64))
+    Ok(Outcome::Rows(execute(conn, sql, &values)? as u64))
 }
 
 /// [`super::licenses::still_valid_sql`] for SQLite, built once.
@@ -162,16 +158,15 @@ fn mint_in(conn: &Connection, m: &MintItem) -> rusqlite::Result<Outcome> {
         // BEGIN IMMEDIATE already serialises writers: two new devices minting
         // at once cannot both fit.
         let known: Option<Option<i64>> = conn
-            .prepare_cached("SELECT removed_at FROM devices WHERE user_id = $1 AND jkt = $2")?
+            .prepare_cached(super::licenses::DEVICE_REMOVED_AT)?
             .query_row([&license.user_id, &license.device_jkt], |r| r.get(0))
             .optional()?;
         if !matches!(known, Some(None)) {
             let active = conn
-                .prepare_cached(
-                    "SELECT jkt, name, last_sync FROM devices WHERE user_id = $1 AND removed_at IS NULL \
-                     ORDER BY first_seen, jkt",
-                )?
-                .query_map([&license.user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .prepare_cached(super::licenses::ACTIVE_DEVICES)?
+                .query_map([&license.user_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
                 .collect::<rusqlite::Result<Vec<(String, String, i64)>>>()?;
             if i64::try_from(active.len()).unwrap_or(i64::MAX) >= max {
                 return Ok(Outcome::DeviceLimit(max, active));
@@ -188,9 +183,9 @@ fn mint_in(conn: &Connection, m: &MintItem) -> rusqlite::Result<Outcome> {
     if valid.is_none() {
         return Ok(Outcome::Revoked);
     }
-    let mut stmt = conn.prepare_cached(super::licenses::INSERT_LICENSE)?;
-    bind(
-        &mut stmt,
+    execute(
+        conn,
+        super::licenses::INSERT_LICENSE,
         &[
             text(&license.jti),
             text(&license.user_id),
@@ -205,10 +200,9 @@ fn mint_in(conn: &Connection, m: &MintItem) -> rusqlite::Result<Outcome> {
             int(license.expires_at),
         ],
     )?;
-    stmt.raw_execute()?;
-    let mut stmt = conn.prepare_cached(super::licenses::UPSERT_DEVICE)?;
-    bind(
-        &mut stmt,
+    execute(
+        conn,
+        super::licenses::UPSERT_DEVICE,
         &[
             text(&license.user_id),
             text(&license.device_jkt),
@@ -216,7 +210,6 @@ fn mint_in(conn: &Connection, m: &MintItem) -> rusqlite::Result<Outcome> {
             int(license.issued_at),
         ],
     )?;
-    stmt.raw_execute()?;
     insert_event(conn, &m.audit, license.issued_at)?;
     Ok(Outcome::Done)
 }
@@ -224,9 +217,9 @@ fn mint_in(conn: &Connection, m: &MintItem) -> rusqlite::Result<Outcome> {
 /// A sign-in's statements (see [`super::sessions::sign_in_statements`], the
 /// same statements in the same order).
 fn sign_in_in(conn: &Connection, s: &SignInItem) -> rusqlite::Result<Outcome> {
-    let mut stmt = conn.prepare_cached(super::sessions::ROTATE_INTO_SIGN_IN)?;
-    bind(
-        &mut stmt,
+    let rotated = execute(
+        conn,
+        super::sessions::ROTATE_INTO_SIGN_IN,
         &[
             text(&s.old_hash),
             text(&s.new_hash),
@@ -242,12 +235,9 @@ fn sign_in_in(conn: &Connection, s: &SignInItem) -> rusqlite::Result<Outcome> {
             text(&s.ceremony_id),
         ],
     )?;
-    if stmt.raw_execute()? == 0 {
+    if rotated == 0 {
         let active = conn
-            .prepare_cached(
-                "SELECT c.id FROM credentials c JOIN users u ON u.id = c.user_id \
-                 WHERE c.id = $1 AND c.user_id = $2 AND c.revoked_at IS NULL AND u.disabled_at IS NULL",
-            )?
+            .prepare_cached(super::sessions::PASSKEY_ACTIVE)?
             .query_row([&s.credential_id, &s.user_id], |_| Ok(()))
             .optional()?;
         return Ok(if active.is_some() {
@@ -258,9 +248,9 @@ fn sign_in_in(conn: &Connection, s: &SignInItem) -> rusqlite::Result<Outcome> {
     }
     if let Some(used) = &s.credential_use {
         let counter = i64::from(used.counter);
-        let mut stmt = conn.prepare_cached(super::credentials::RECORD_USE)?;
-        bind(
-            &mut stmt,
+        let recorded = execute(
+            conn,
+            super::credentials::RECORD_USE,
             &[
                 text(&s.credential_id),
                 int(counter),
@@ -269,9 +259,9 @@ fn sign_in_in(conn: &Connection, s: &SignInItem) -> rusqlite::Result<Outcome> {
                 int(used.at),
             ],
         )?;
-        if stmt.raw_execute()? == 0 {
+        if recorded == 0 {
             let stored: Option<(Option<i64>, i64)> = conn
-                .prepare_cached("SELECT revoked_at, counter FROM credentials WHERE id = $1")?
+                .prepare_cached(super::credentials::STORED_USE)?
                 .query_row([&s.credential_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             return Ok(match super::credentials::refused_use(counter, stored) {
@@ -288,9 +278,9 @@ fn sign_in_in(conn: &Connection, s: &SignInItem) -> rusqlite::Result<Outcome> {
 fn insert_event(conn: &Connection, event: &OwnedAuditEvent, at: i64) -> rusqlite::Result<()> {
     let e = event.borrowed();
     let clip = |v| opt_text(super::audit::clip(v));
-    let mut stmt = conn.prepare_cached(super::audit::INSERT_EVENT)?;
-    bind(
-        &mut stmt,
+    execute(
+        conn,
+        super::audit::INSERT_EVENT,
         &[
             int(at),
             text(e.event.as_str()),
@@ -303,14 +293,22 @@ fn insert_event(conn: &Connection, event: &OwnedAuditEvent, at: i64) -> rusqlite
             clip(e.actor_key_id),
             clip(e.actor_key_name),
         ],
-    )?;
-    stmt.raw_execute().map(drop)
+    )
+    .map(drop)
 }
 
 /// The names SQLite gives PostgreSQL-style parameters, by number.
 const PARAMS: [&str; 12] = [
     "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12",
 ];
+
+/// Runs the statement `sql` (prepared once per connection) with `values`
+/// bound by name ([`bind`]); the rows it changed.
+fn execute(conn: &Connection, sql: &str, values: &[ToSqlOutput<'_>]) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    bind(&mut stmt, values)?;
+    stmt.raw_execute()
+}
 
 /// Binds `values` to parameters `$1`, `$2`, … of `stmt` by name: the SQL is
 /// shared with PostgreSQL, where a parameter may appear out of order or more
@@ -347,29 +345,41 @@ fn int(v: i64) -> ToSqlOutput<'static> {
 
 #[cfg(test)]
 mod tests {
-    /// Every statement the writer runs binds its values by name, so each
-    /// must name exactly `$1` to `$n`, in any order.
+    /// The writes bind their values by name, so each must name exactly `$1`
+    /// to `$n`, in any order; the reads bind by position, so each `$k` must
+    /// also be the k-th parameter SQLite numbers (by first appearance).
     #[test]
     fn the_writers_statements_name_their_parameters_one_to_n() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         super::super::readers::tests::migrate(&conn);
-        let still_valid = super::STILL_VALID.as_str();
-        for sql in [
+        let by_name = [
             super::super::licenses::INSERT_LICENSE,
             super::super::licenses::UPSERT_DEVICE,
             super::super::sessions::ROTATE_INTO_SIGN_IN,
             super::super::credentials::RECORD_USE,
             super::super::audit::INSERT_EVENT,
-            still_valid,
-        ] {
+        ];
+        let by_position = [
+            super::super::licenses::DEVICE_REMOVED_AT,
+            super::super::licenses::ACTIVE_DEVICES,
+            super::super::sessions::PASSKEY_ACTIVE,
+            super::super::credentials::STORED_USE,
+            super::STILL_VALID.as_str(),
+        ];
+        for (sql, in_order) in by_name
+            .iter()
+            .map(|sql| (*sql, false))
+            .chain(by_position.iter().map(|sql| (*sql, true)))
+        {
             let stmt = conn.prepare(sql).unwrap();
             let n = stmt.parameter_count();
             assert!((1..=super::PARAMS.len()).contains(&n), "{sql}");
-            for name in &super::PARAMS[..n] {
-                assert!(
-                    stmt.parameter_index(name).unwrap().is_some(),
-                    "{name} in {sql}"
-                );
+            for (k, name) in super::PARAMS[..n].iter().enumerate() {
+                let index = stmt.parameter_index(name).unwrap();
+                assert!(index.is_some(), "{name} in {sql}");
+                if in_order {
+                    assert_eq!(index, Some(k + 1), "{name} in {sql}");
+                }
             }
         }
     }
